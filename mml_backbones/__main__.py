@@ -1,0 +1,7 @@
+"""``python -m mml_backbones`` is the ``dus`` command."""
+
+import sys
+
+from mml_backbones.cli import main
+
+sys.exit(main())

@@ -1,0 +1,265 @@
+"""The ``dus`` command line: ``dus train``, ``dus datasets``, ``dus methods`` and the plug-in commands.
+
+Higher layers (agents, benchmarks) add subcommands through the ``dus.commands`` entry-point group: each entry
+is a function ``register(subparsers)`` that adds its parsers with ``set_defaults(func=...)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mml_backbones.config import to_dict
+from mml_backbones.errors import DUSError
+from mml_backbones.methods import METHODS, method_config
+from mml_backbones.models.model import ModelConfig
+from mml_backbones.statistics import StatisticsConfig
+from mml_backbones.trainer import FitResult, OptimConfig, Trainer, TrainerConfig
+
+log = logging.getLogger("dus")
+
+
+def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` pairs; values are read as JSON when they parse, else kept as strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise DUSError(f"expected key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """Arguments shared by every command that builds a TrainerConfig."""
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default="synthetic", help="dataset name (see `dus datasets`)")
+    g.add_argument("--path", help="data file for datasets that read one (npz: FILE.npz; hapt: HAPT.pkl.gz)")
+    g.add_argument("--data-dir", help="data directory for datasets that read one (crema_d, artelingo)")
+    g.add_argument("--preset", help="synthetic preset (mild, strong, three_modal, balanced)")
+    g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="extra loader option")
+    g.add_argument(
+        "--modalities", help="comma-separated subset of modalities (one gives a unimodal baseline)"
+    )
+    g = p.add_argument_group("method and model")
+    g.add_argument("--method", default="joint", help=f"training method: {', '.join(METHODS.names())}")
+    g.add_argument(
+        "--method-option", action="append", metavar="KEY=VALUE", help="override a method config field"
+    )
+    g.add_argument("--encoder", help="encoder for every modality (default: by input shape)")
+    g.add_argument("--fusion", default="concat", help="fusion module: concat, sum, film, gated, late")
+    g.add_argument("--feature-dim", type=int, default=128)
+    g = p.add_argument_group("schedule")
+    g.add_argument("--epochs", type=int, default=20)
+    g.add_argument("--batch-size", type=int, default=64, help="nominal batch size B")
+    g.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
+    g.add_argument("--lr", type=float, default=1e-3)
+    g.add_argument("--weight-decay", type=float, default=0.0)
+    g.add_argument("--lr-schedule", default="none", choices=["none", "step", "cosine"])
+    g.add_argument("--decision-interval", type=int, default=10, help="iterations between sampler decisions")
+    g.add_argument("--statistic", default="running_mean", choices=["running_mean", "ema", "window"])
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threads", type=int, help="torch CPU threads")
+    g.add_argument("--device", default="cpu")
+
+
+def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
+    """Build the TrainerConfig that ``args`` describe."""
+    options = parse_options(args.dataset_option)
+    if args.path:
+        options["path"] = args.path
+    if args.data_dir:
+        options["data_dir"] = args.data_dir
+    if args.preset:
+        options["preset"] = args.preset
+    return TrainerConfig(
+        dataset=args.dataset,
+        dataset_options=options,
+        modalities=tuple(args.modalities.split(",")) if args.modalities else None,
+        method=args.method,
+        method_options=parse_options(args.method_option),
+        model=ModelConfig(encoder=args.encoder, fusion=args.fusion, feature_dim=args.feature_dim),
+        optim=OptimConfig(
+            name=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.lr_schedule
+        ),
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        decision_interval=args.decision_interval,
+        statistics=StatisticsConfig(kind=args.statistic),
+        seed=args.seed,
+        device=args.device,
+        num_threads=args.threads,
+    )
+
+
+def result_table(result: FitResult, modalities: Sequence[str]) -> pd.DataFrame:
+    """Fused and per-modality accuracies of a fit on validation and test, in percent."""
+    rows = []
+    for split, metrics in (("val", result.val), ("test", result.test)):
+        row = {
+            "split": split,
+            "fused_acc": metrics["fused_acc"],
+            "macro_f1": metrics["macro_f1"],
+            "mAP": metrics["map"],
+        }
+        for m in modalities:
+            row[f"head/{m}"] = metrics[f"acc/{m}"]
+            row[f"probe/{m}"] = metrics.get(f"probe/{m}", float("nan"))
+        rows.append(row)
+    df = pd.DataFrame(rows).set_index("split")
+    return (100 * df).round(2)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """dus train."""
+    from mml_backbones.samplers import make_sampler
+
+    config = trainer_config_from_args(args)
+    trainer = Trainer(config)
+    sampler = make_sampler(args.sampler, modalities=trainer.modalities, batch_size=config.batch_size)
+    out = Path(args.out) if args.out else None
+    print(
+        f"training {config.method} on {config.dataset} ({', '.join(trainer.modalities)}), sampler {args.sampler}, "
+        f"{config.epochs} epochs x {trainer.iterations_per_epoch} iterations, seed {config.seed}",
+        file=sys.stderr,
+    )
+    result = trainer.fit(sampler, run_dir=out, resume=args.resume, progress=not args.no_progress)
+    print(f"best epoch {result.best_epoch} (chosen on validation), {result.seconds:.1f} s")
+    print(result_table(result, trainer.modalities).to_string())
+    if out is not None:
+        print(f"run directory: {out}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    """dus datasets."""
+    from mml_backbones.data.registry import list_datasets, load_dataset
+    from mml_backbones.data.synthetic import PRESETS
+
+    rows = []
+    for entry in list_datasets():
+        if entry.name == "synthetic":
+            for preset in PRESETS:
+                s = load_dataset("synthetic", preset=preset)
+                bayes = s.info["bayes_accuracy"]
+                rows.append(
+                    {
+                        "dataset": f"synthetic --preset {preset}",
+                        "modalities": ", ".join(
+                            f"{m}{list(s.train.input_shape(m))}" for m in s.modality_names
+                        ),
+                        "classes": s.num_classes,
+                        "train/val/test": "/".join(str(n) for n in s.sizes().values()),
+                        "bayes_acc": ", ".join(f"{k} {100 * v:.1f}" for k, v in bayes.items()),
+                    }
+                )
+            continue
+        row = {"dataset": entry.name, "modalities": "", "classes": "", "train/val/test": "", "bayes_acc": ""}
+        if entry.needs_path:
+            row["modalities"] = f"(local data: --path/--data-dir) {entry.summary}"
+        else:
+            try:
+                s = load_dataset(entry.name)
+                row["modalities"] = ", ".join(f"{m}{list(s.train.input_shape(m))}" for m in s.modality_names)
+                row["classes"] = s.num_classes
+                row["train/val/test"] = "/".join(str(n) for n in s.sizes().values())
+            except DUSError as e:
+                row["modalities"] = f"(unavailable: {e})"
+        rows.append(row)
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    """dus methods."""
+    for name in METHODS.names():
+        entry = METHODS.get(name)
+        cls = entry.method_class()
+        print(f"{name}: {entry.summary}")
+        if cls.reference:
+            print(f"    reference: {cls.reference}")
+        print(f"    config {cls.Config.__name__}: {json.dumps(to_dict(method_config(name)))}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """dus demo (core only): Concat, joint and OGM-GE on the synthetic mild preset."""
+    rows = []
+    for method in ("concat", "joint", "ogm_ge"):
+        config = TrainerConfig(
+            dataset="synthetic", dataset_options={"preset": "mild"}, method=method, epochs=8
+        )
+        trainer = Trainer(config)
+        r = trainer.fit(run_dir=Path(args.out) / method if args.out else None, progress=not args.no_progress)
+        rows.append({"method": method, **{k: 100 * v for k, v in r.test.items()}})
+    print(pd.DataFrame(rows).set_index("method").round(2).to_string())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``dus`` parser, plug-in commands included."""
+    parser = argparse.ArgumentParser(prog="dus", description="Rebalanced multimodal learning with DUS")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for ep in entry_points(group="dus.commands"):
+        ep.load()(sub)
+    taken = set(sub.choices)
+
+    if "train" not in taken:
+        p = sub.add_parser(
+            "train", help="train one run with a sampler and report validation and test metrics"
+        )
+        add_run_arguments(p)
+        p.add_argument("--sampler", default="uniform", help="uniform, heuristic[:k=v,...] or policy:PATH.zip")
+        p.add_argument("--out", help="run directory (config, metrics.csv, checkpoints, final.json)")
+        p.add_argument(
+            "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
+        )
+        p.add_argument("--no-progress", action="store_true", help="no progress bar")
+        p.set_defaults(func=cmd_train)
+    if "datasets" not in taken:
+        sub.add_parser(
+            "datasets", help="list datasets with modalities, sizes and Bayes accuracies"
+        ).set_defaults(func=cmd_datasets)
+    if "methods" not in taken:
+        sub.add_parser("methods", help="list training methods and their default configs").set_defaults(
+            func=cmd_methods
+        )
+    if "demo" not in taken:
+        p = sub.add_parser("demo", help="the main job on the embedded default data")
+        p.add_argument("--out", default=None)
+        p.add_argument("--no-progress", action="store_true")
+        p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dus`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        return int(args.func(args) or 0)
+    except DUSError as e:
+        print(f"dus: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dus: interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

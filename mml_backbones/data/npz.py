@@ -1,0 +1,97 @@
+"""Bring your own data: one ``.npz`` file with an array per modality.
+
+Layout of the file:
+    labels: integer array (N,), required.
+    split: optional integer array (N,) with 0 = train, 1 = val, 2 = test. Without it the samples are split
+        70/15/15, stratified by class, with the ``seed`` option.
+    class_names: optional string array (num_classes,).
+    every other array: one modality, named by its key, shape (N, ...) (any shape after the sample axis).
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mml_backbones.data.dataset import RESERVED_NAMES, DatasetSplits, MultimodalDataset
+from mml_backbones.data.splits import stratified_split
+from mml_backbones.errors import DataError, DataFileNotFoundError
+
+SPLIT_CODES = {0: "train", 1: "val", 2: "test"}
+
+
+def load_npz(
+    path: str | None = None,
+    modalities: list[str] | tuple[str, ...] | None = None,
+    seed: int = 0,
+) -> DatasetSplits:
+    """Load a user ``.npz`` file (see the module docstring for its layout)."""
+    if path is None:
+        raise DataError("dataset 'npz' needs path=... (CLI: --path FILE.npz)")
+    src = Path(path)
+    if not src.is_file():
+        raise DataFileNotFoundError(f"npz file not found: {src}")
+    try:
+        with np.load(src, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"cannot read {src} as .npz: {e}") from e
+    if "labels" not in arrays:
+        raise DataError(f"{src}: no 'labels' array; arrays present: {sorted(arrays)}")
+    labels = arrays.pop("labels")
+    if labels.ndim != 1 or not (
+        np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
+    ):
+        raise DataError(f"{src}: 'labels' must be a 1-D integer array, got {labels.dtype} {labels.shape}")
+    split = arrays.pop("split", None)
+    names = arrays.pop("class_names", None)
+    arrays = {k: v for k, v in arrays.items() if k not in RESERVED_NAMES}
+    if modalities is not None:
+        missing = [m for m in modalities if m not in arrays]
+        if missing:
+            raise DataError(f"{src}: unknown modality {missing}; arrays present: {sorted(arrays)}")
+        arrays = {m: arrays[m] for m in modalities}
+    if not arrays:
+        raise DataError(f"{src}: no modality arrays besides labels/split")
+    for m, a in arrays.items():
+        if len(a) != len(labels):
+            raise DataError(f"{src}: modality {m!r} has {len(a)} samples but 'labels' has {len(labels)}")
+        if a.ndim == 1:
+            arrays[m] = a[:, None]
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise DataError(f"{src}: modality {m!r} has non-numeric dtype {a.dtype}")
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.isfinite(labels).all() or not np.equal(labels, np.round(labels)).all():
+            raise DataError(f"{src}: 'labels' has NaN, inf or fractional values")
+        labels = labels.astype(np.int64)
+    if (labels < 0).any():
+        raise DataError(f"{src}: 'labels' has negative values")
+    num_classes = int(labels.max()) + 1
+    class_names = [str(c) for c in names] if names is not None else [f"class_{k}" for k in range(num_classes)]
+    if len(class_names) < num_classes:
+        raise DataError(
+            f"{src}: labels go up to {num_classes - 1} but class_names has {len(class_names)} entries"
+        )
+    if split is None:
+        parts = dict(zip(("train", "val", "test"), stratified_split(labels, (0.7, 0.15, 0.15), seed)))
+        rule = f"stratified 70/15/15 with seed {seed}"
+    else:
+        if split.shape != labels.shape or not np.isin(split, list(SPLIT_CODES)).all():
+            raise DataError(f"{src}: 'split' must hold one of 0 (train), 1 (val), 2 (test) per sample")
+        parts = {name: np.flatnonzero(split == code) for code, name in SPLIT_CODES.items()}
+        rule = "the file's 'split' array"
+    empty = [s for s, idx in parts.items() if len(idx) == 0]
+    if empty:
+        raise DataError(f"{src}: split(s) {empty} have no samples")
+    out = {}
+    for s, idx in parts.items():
+        mods = {}
+        for m, a in arrays.items():
+            t = torch.from_numpy(np.ascontiguousarray(a[idx]))
+            mods[m] = t.float() if t.is_floating_point() or t.dtype == torch.bool else t
+        out[s] = MultimodalDataset(mods, torch.from_numpy(labels[idx]), class_names, name=f"npz/{s}")
+    info = {"description": f"user data from {src.name}", "split_rule": rule, "path": str(src)}
+    return DatasetSplits(out["train"], out["val"], out["test"], info=info)

@@ -1,0 +1,86 @@
+"""The dataset registry: ``load_dataset(name, **options)`` and ``list_datasets()``."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mml_backbones.data.dataset import DatasetSplits
+from mml_backbones.errors import ConfigError
+from mml_backbones.registry import Registry
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A registered dataset: where its loader lives and what it needs.
+
+    Attributes:
+        name: registry name.
+        loader: ``"module:function"`` returning DatasetSplits; imported on first use so that
+            registering costs nothing.
+        summary: one line for ``dus datasets``.
+        needs_path: True when the data must be on local disk (``path``/``data_dir`` option).
+    """
+
+    name: str
+    loader: str
+    summary: str
+    needs_path: bool = False
+
+    def load_function(self) -> Callable[..., DatasetSplits]:
+        """Import and return the loader function."""
+        module, func = self.loader.split(":")
+        return getattr(importlib.import_module(module), func)
+
+    def options(self) -> list[str]:
+        """Keyword options the loader accepts."""
+        return [p for p in inspect.signature(self.load_function()).parameters if not p.startswith("_")]
+
+
+DATASETS: Registry[DatasetEntry] = Registry("dataset")
+
+
+def register_dataset(name: str, loader: str, summary: str, needs_path: bool = False) -> None:
+    """Register a dataset loader given as ``"module:function"``."""
+    DATASETS.register(name, DatasetEntry(name, loader, summary, needs_path))
+
+
+def load_dataset(name: str, **options: object) -> DatasetSplits:
+    """Load dataset ``name`` with loader ``options`` and return its train/val/test splits."""
+    entry = DATASETS.get(name)
+    valid = entry.options()
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ConfigError(f"dataset {name!r} has no option(s) {unknown}; valid options: {valid}")
+    return entry.load_function()(**options)
+
+
+def list_datasets() -> list[DatasetEntry]:
+    """All registered datasets."""
+    return [DATASETS.get(n) for n in DATASETS.names()]
+
+
+register_dataset(
+    "synthetic",
+    "mml_backbones.data.synthetic:load_synthetic",
+    "Gaussian classes with imbalance and complementarity set by construction; exact Bayes accuracies",
+)
+register_dataset(
+    "hapt",
+    "mml_backbones.data.hapt:load_hapt",
+    "UCI HAPT smartphone recordings: accelerometer + gyroscope windows, 6 activities, split by user",
+)
+register_dataset(
+    "npz",
+    "mml_backbones.data.npz:load_npz",
+    "your own data: one .npz with an array per modality, 'labels' and optionally 'split'",
+    needs_path=True,
+)
+register_dataset(
+    "crema_d",
+    "mml_backbones.data.crema_d:load_crema_d",
+    "CREMA-D audio-visual emotion, the OGM-GE/BalanceBenchmark preprocessed layout",
+    needs_path=True,
+)

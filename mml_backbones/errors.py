@@ -1,0 +1,19 @@
+"""Exceptions raised for bad input; each message names the problem and what was expected."""
+
+from __future__ import annotations
+
+
+class DUSError(Exception):
+    """Base class of the errors this package raises on purpose."""
+
+
+class ConfigError(DUSError, ValueError):
+    """A configuration value, name or option is invalid."""
+
+
+class DataError(DUSError, ValueError):
+    """A dataset, array or file does not have the expected content or layout."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A file or directory a loader needs is missing."""

@@ -1,0 +1,86 @@
+"""Training methods, one file each, found by name: ``build_method("ogm_ge", {"alpha": 0.5}, model, ctx)``."""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from mml_backbones.config import from_dict, to_dict
+from mml_backbones.errors import ConfigError
+from mml_backbones.methods.base import IterationBatch, Method, MethodContext, Predictions, StepResult
+from mml_backbones.models.model import MultimodalModel
+from mml_backbones.registry import Registry
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """A registered method: its class (imported on first use) and preset config values.
+
+    Attributes:
+        name: registry name.
+        path: ``"module:Class"`` of the Method subclass.
+        preset: config values this name fixes (``concat`` is ``joint`` with unimodal_weight 0).
+        summary: one line for listings.
+    """
+
+    name: str
+    path: str
+    preset: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+    def method_class(self) -> type[Method]:
+        """Import and return the Method subclass."""
+        module, cls = self.path.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+
+METHODS: Registry[MethodEntry] = Registry("method")
+
+
+def register_method(name: str, path: str, preset: dict[str, Any] | None = None, summary: str = "") -> None:
+    """Register a method class given as ``"module:Class"``, optionally with preset config values."""
+    METHODS.register(name, MethodEntry(name, path, dict(preset or {}), summary))
+
+
+def method_config(name: str, options: dict[str, Any] | None = None) -> Any:
+    """The config of method ``name``: its defaults, then the preset, then ``options``."""
+    entry = METHODS.get(name)
+    cls = entry.method_class().Config
+    values = {**to_dict(cls()), **entry.preset, **(options or {})}
+    try:
+        return from_dict(cls, values)
+    except ConfigError as e:
+        raise ConfigError(f"method {name!r}: {e}") from None
+
+
+def build_method(
+    name: str, options: dict[str, Any] | None, model: MultimodalModel, context: MethodContext
+) -> Method:
+    """Instantiate method ``name`` with ``options`` for ``model``."""
+    entry = METHODS.get(name)
+    return entry.method_class()(method_config(name, options), model, context)
+
+
+register_method("joint", "mml_backbones.methods.joint:Joint", summary="fusion loss + unimodal head losses")
+register_method(
+    "concat",
+    "mml_backbones.methods.joint:Joint",
+    preset={"unimodal_weight": 0.0},
+    summary="fusion loss only (the Concat baseline); unimodal heads are detached monitors",
+)
+register_method(
+    "ogm_ge", "mml_backbones.methods.ogm_ge:OGMGE", summary="on-the-fly gradient modulation (CVPR 2022)"
+)
+
+__all__ = [
+    "METHODS",
+    "IterationBatch",
+    "Method",
+    "MethodContext",
+    "Predictions",
+    "StepResult",
+    "build_method",
+    "method_config",
+    "register_method",
+]

@@ -1,0 +1,200 @@
+"""The Method interface: one iteration's losses and gradient changes, given the paired and unimodal batches.
+
+The Trainer owns the loop: it draws the batch, zeroes the gradients, calls ``Method.train_step`` and steps the
+optimiser. A method is its config plus a few hooks that default to no-ops:
+
+    forward(batch)            the model call (default: all modalities, fused on the paired prefix)
+    losses(output, batch)     named loss terms; their sum is back-propagated
+    after_backward(o, b)      gradient modification before the optimiser step (OGM-GE, MIE)
+    on_epoch_end(epoch)       per-epoch bookkeeping
+    fused_scores(pred)        class scores used for the fused metrics (default: softmax of the fusion head)
+    select_on_validation(p)   choose post-hoc settings (ensemble weights) on validation predictions
+
+Methods that need more than one forward pass per iteration (sharpness-aware ones) override ``train_step``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mml_backbones.data.dataset import MultimodalDataset
+from mml_backbones.models.model import ModelOutput, MultimodalModel
+
+
+@dataclass
+class IterationBatch:
+    """One iteration's data under nested-prefix sampling.
+
+    Attributes:
+        inputs: modality -> its first n_m samples of the drawn chunk.
+        labels: labels of the whole chunk (max_m n_m samples); modality m's are the first n_m.
+        quantities: n_m per modality.
+        n_paired: min_m n_m, the prefix every modality has (the fusion loss's batch).
+        nominal_batch_size: B, the normaliser of the unimodal losses.
+        epoch: completed epochs before this iteration.
+        iteration: iterations done before this one.
+    """
+
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    quantities: dict[str, int]
+    n_paired: int
+    nominal_batch_size: int
+    epoch: int = 0
+    iteration: int = 0
+
+    def labels_of(self, modality: str) -> torch.Tensor:
+        """Labels of modality ``modality``'s samples."""
+        return self.labels[: self.quantities[modality]]
+
+    @property
+    def paired_labels(self) -> torch.Tensor:
+        """Labels of the paired prefix."""
+        return self.labels[: self.n_paired]
+
+
+@dataclass
+class StepResult:
+    """What a training step reports back.
+
+    Attributes:
+        losses: named loss terms (floats) for logging.
+        output: the forward output whose unimodal logits feed the DUS statistics.
+        extras: other scalars worth logging (coefficients, norms).
+    """
+
+    losses: dict[str, float]
+    output: ModelOutput
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Predictions:
+    """A model's outputs on a whole split.
+
+    Attributes:
+        labels: (N,) true labels.
+        fused_logits: (N, K).
+        unimodal_logits: modality -> (N, K).
+        meta: the split's per-sample metadata.
+    """
+
+    labels: np.ndarray
+    fused_logits: np.ndarray
+    unimodal_logits: dict[str, np.ndarray]
+    meta: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class MethodContext:
+    """What a method may know about its run besides the model.
+
+    Attributes:
+        modalities: modality names in order.
+        num_classes: number of classes.
+        nominal_batch_size: B.
+        epochs: epochs in the schedule.
+        iterations_per_epoch: iterations in one epoch.
+        train_data: the training split (methods that gather statistics over it, such as MIE, read it).
+        device: torch device of the model.
+        seed: the run's seed.
+    """
+
+    modalities: tuple[str, ...]
+    num_classes: int
+    nominal_batch_size: int
+    epochs: int
+    iterations_per_epoch: int
+    train_data: MultimodalDataset
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+
+
+class Method:
+    """Base training method: the fusion cross-entropy on the paired prefix, nothing else."""
+
+    name: ClassVar[str] = "base"
+    #: the config dataclass of the method, with its paper's defaults
+    Config: ClassVar[type] = type(None)
+    #: where the method and its defaults come from
+    reference: ClassVar[str] = ""
+
+    def __init__(self, config: Any, model: MultimodalModel, context: MethodContext) -> None:
+        self.config = config
+        self.model = model
+        self.context = context
+
+    @property
+    def detach_unimodal(self) -> bool:
+        """Whether the unimodal heads are monitors whose loss must not reach the encoders."""
+        return False
+
+    def forward(self, batch: IterationBatch) -> ModelOutput:
+        """Run the model on the batch (all modalities, fused on the paired prefix)."""
+        return self.model(batch.inputs, n_paired=batch.n_paired, detach_unimodal=self.detach_unimodal)
+
+    def losses(self, output: ModelOutput, batch: IterationBatch) -> dict[str, torch.Tensor]:
+        """Named loss terms of one iteration; the Trainer back-propagates their sum."""
+        return {"fused": fused_loss(output, batch)}
+
+    def after_backward(self, output: ModelOutput, batch: IterationBatch) -> dict[str, float]:
+        """Modify gradients in place before the optimiser step; return scalars to log."""
+        return {}
+
+    def train_step(self, batch: IterationBatch) -> StepResult:
+        """Forward, losses, backward, gradient modification (the optimiser step is the Trainer's)."""
+        output = self.forward(batch)
+        losses = self.losses(output, batch)
+        total = sum(losses.values())
+        if isinstance(total, torch.Tensor) and total.requires_grad:
+            total.backward()
+        extras = self.after_backward(output, batch)
+        return StepResult(
+            {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in losses.items()},
+            output,
+            extras,
+        )
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after every epoch (``epoch`` = epochs completed)."""
+
+    def fused_scores(self, predictions: Predictions) -> np.ndarray:
+        """Class probabilities used for the fused metrics."""
+        return softmax(predictions.fused_logits)
+
+    def select_on_validation(self, predictions: Predictions) -> dict[str, float]:
+        """Choose post-hoc settings on validation predictions; returns what was chosen."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Method state to checkpoint (besides the model's)."""
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore ``state_dict()``."""
+
+
+def fused_loss(output: ModelOutput, batch: IterationBatch) -> torch.Tensor:
+    """Cross-entropy of the fused logits on the paired prefix (zero when there is no paired sample)."""
+    if output.fused_logits is None or batch.n_paired == 0:
+        return torch.zeros((), device=batch.labels.device)
+    return F.cross_entropy(output.fused_logits, batch.paired_labels)
+
+
+def unimodal_loss(output: ModelOutput, batch: IterationBatch, modality: str) -> torch.Tensor:
+    """Modality ``modality``'s summed cross-entropy over its n_m samples, divided by the nominal batch size B."""
+    logits = output.unimodal_logits[modality]
+    return F.cross_entropy(logits, batch.labels_of(modality), reduction="sum") / batch.nominal_batch_size
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of a numpy array."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)

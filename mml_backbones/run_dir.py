@@ -1,0 +1,150 @@
+"""A run directory: the resolved config, metrics written as they come, the final report and checkpoints.
+
+config.json          resolved configuration, dataset facts, package versions
+metrics.csv          one row per epoch, appended and flushed when the epoch ends
+decisions.csv        one row per sampler decision (quantities and statistics)
+final.json           best epoch, validation and test metrics (written at the end)
+checkpoints/last.pt  full trainer state after the latest epoch (resume point)
+checkpoints/best.pt  model weights of the best validation epoch
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mml_backbones.errors import DataError
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Mapping[str, Any]) -> None:
+    """Write JSON atomically (tmp file, then rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(dict(data)), indent=2, default=_json_default) + "\n")
+    tmp.replace(path)
+
+
+class CsvLog:
+    """A CSV file that gets one row at a time, flushed and fsynced, with a header fixed by the first row."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fields: list[str] | None = None
+        if path.is_file() and path.stat().st_size > 0:
+            with path.open(newline="") as f:
+                self.fields = next(csv.reader(f), None)
+
+    def append(self, row: Mapping[str, Any]) -> None:
+        """Append ``row``; keys unseen in the header are added by rewriting the file once."""
+        new_keys = [k for k in row if self.fields is None or k not in self.fields]
+        if new_keys:
+            rows = self.read()
+            self.fields = (self.fields or []) + new_keys
+            self._rewrite(rows)
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.fields).writerow({k: _cell(row.get(k)) for k in self.fields})
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read(self) -> list[dict[str, str]]:
+        """All rows as dicts of strings."""
+        if not self.path.is_file():
+            return []
+        with self.path.open(newline="") as f:
+            return list(csv.DictReader(f))
+
+    def truncate(self, keep: int) -> None:
+        """Keep only the first ``keep`` rows (used when resuming from an earlier checkpoint)."""
+        rows = self.read()
+        if len(rows) > keep:
+            self._rewrite(rows[:keep])
+
+    def _rewrite(self, rows: list[Mapping[str, Any]]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, self.fields or [])
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: r.get(k, "") for k in self.fields or []})
+        tmp.replace(self.path)
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return "" if value is None else value
+
+
+class RunDir:
+    """Reads and writes the files of one run directory."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        (self.path / "checkpoints").mkdir(exist_ok=True)
+        self.metrics = CsvLog(self.path / "metrics.csv")
+        self.decisions = CsvLog(self.path / "decisions.csv")
+
+    @property
+    def last_checkpoint(self) -> Path:
+        """Path of the resume checkpoint."""
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        """Path of the best-on-validation weights."""
+        return self.path / "checkpoints" / "best.pt"
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        """Write config.json."""
+        write_json(self.path / "config.json", config)
+
+    def read_config(self) -> dict[str, Any] | None:
+        """config.json, or None when absent."""
+        p = self.path / "config.json"
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    def write_final(self, final: Mapping[str, Any]) -> None:
+        """Write final.json."""
+        write_json(self.path / "final.json", final)
+
+    def save(self, state: Mapping[str, Any], path: Path) -> None:
+        """Save a checkpoint atomically."""
+        tmp = path.with_suffix(".tmp")
+        torch.save(dict(state), tmp)
+        tmp.replace(path)
+
+    def load(self, path: Path) -> dict[str, Any]:
+        """Load a checkpoint written by ``save``; a missing or corrupt file is a DataError."""
+        if not path.is_file():
+            raise DataError(f"checkpoint not found: {path}")
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as e:  # torch raises many types for a torn or foreign file
+            raise DataError(f"cannot read checkpoint {path}: {e}") from e

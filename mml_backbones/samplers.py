@@ -1,0 +1,120 @@
+"""The Sampler protocol, the uniform sampler, and resolving sampler specs such as ``"policy:run/ppo.zip"``.
+
+A sampler is any callable ``quantities = sampler(observation)`` that maps a DiscrepancyObservation to the
+number of samples each modality gets in the next iterations. The heuristic and learned samplers live in the
+``agents`` package and are found through the ``dus.samplers`` entry-point group, so this package never
+imports them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from mml_backbones.errors import ConfigError
+from mml_backbones.observation import DiscrepancyObservation
+
+Quantities = Mapping[str, int] | Sequence[int] | np.ndarray
+
+
+@runtime_checkable
+class Sampler(Protocol):
+    """Anything that maps the discrepancy observation to per-modality quantities."""
+
+    def __call__(self, observation: DiscrepancyObservation) -> Quantities: ...
+
+
+class UniformSampler:
+    """Every modality gets the nominal batch size B (or ``batch_size`` when given): the control."""
+
+    def __init__(self, batch_size: int | None = None) -> None:
+        self.batch_size = batch_size
+
+    def __call__(self, observation: DiscrepancyObservation) -> dict[str, int]:
+        n = self.batch_size or observation.nominal_batch_size
+        return dict.fromkeys(observation.modalities, n)
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context: Any) -> UniformSampler:
+        """``uniform`` or ``uniform:N``."""
+        return cls(int(arg) if arg else None)
+
+    def __repr__(self) -> str:
+        return f"UniformSampler(batch_size={self.batch_size})"
+
+
+def normalise_quantities(
+    quantities: Quantities, modalities: Sequence[str], max_quantity: int | None = None
+) -> dict[str, int]:
+    """Validate quantities (a mapping or a sequence in modality order) and return them as a dict of ints."""
+    if isinstance(quantities, Mapping):
+        unknown = [m for m in quantities if m not in modalities]
+        if unknown:
+            raise ConfigError(
+                f"quantities name unknown modality {unknown}; modalities are {list(modalities)}"
+            )
+        missing = [m for m in modalities if m not in quantities]
+        if missing:
+            raise ConfigError(f"quantities miss modality {missing}")
+        values = [quantities[m] for m in modalities]
+    else:
+        values = list(np.asarray(quantities).reshape(-1)) if not isinstance(quantities, list) else quantities
+        if len(values) != len(modalities):
+            raise ConfigError(
+                f"expected {len(modalities)} quantities (for {list(modalities)}), got {len(values)}"
+            )
+    out = {}
+    for m, v in zip(modalities, values):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"quantity for {m!r} is not a number: {v!r}") from None
+        if not math.isfinite(f):
+            raise ConfigError(f"quantity for {m!r} is {f}; quantities must be finite")
+        if f != round(f):
+            raise ConfigError(f"quantity for {m!r} must be an integer number of samples, got {f}")
+        n = int(round(f))
+        if n < 1:
+            raise ConfigError(f"quantity for {m!r} must be >= 1, got {n}")
+        if max_quantity is not None and n > max_quantity:
+            raise ConfigError(f"quantity for {m!r} is {n}, above the maximum {max_quantity}")
+        out[m] = n
+    return out
+
+
+def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:
+    found: dict[str, Callable[..., Sampler] | EntryPoint] = {"uniform": UniformSampler.from_spec}
+    for ep in entry_points(group="dus.samplers"):
+        found.setdefault(ep.name, ep)
+    return found
+
+
+def sampler_names() -> list[str]:
+    """Sampler kinds available for ``make_sampler`` (built-in and from installed plug-ins)."""
+    return sorted(_plugins())
+
+
+def make_sampler(spec: str | Sampler, **context: Any) -> Sampler:
+    """Resolve ``"kind"`` or ``"kind:argument"`` (e.g. ``"policy:ppo.zip"``) to a sampler.
+
+    ``context`` (modalities, batch_size, ...) is passed to the plug-in's ``from_spec``.
+    """
+    if not isinstance(spec, str):
+        if not callable(spec):
+            raise ConfigError(f"a sampler must be callable, got {type(spec).__name__}")
+        return spec
+    kind, _, arg = spec.partition(":")
+    plugins = _plugins()
+    if kind not in plugins:
+        raise ConfigError(
+            f"unknown sampler {kind!r}; available: {sorted(plugins)} "
+            "(heuristic and policy samplers need the package installed, e.g. pip install -e .)"
+        )
+    factory = plugins[kind]
+    if isinstance(factory, EntryPoint):
+        factory = factory.load()
+    return factory(arg or None, **context)
