@@ -49,16 +49,14 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", help="data directory for datasets that read one (crema_d, artelingo)")
     g.add_argument("--preset", help="synthetic preset (mild, strong, three_modal, balanced)")
     g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="extra loader option")
-    g.add_argument(
-        "--modalities", help="comma-separated subset of modalities (one gives a unimodal baseline)"
-    )
+    g.add_argument("--modalities", help="comma-separated subset of modalities (one gives a unimodal baseline)")
     g = p.add_argument_group("method and model")
     g.add_argument("--method", default="joint", help=f"training method: {', '.join(METHODS.names())}")
-    g.add_argument(
-        "--method-option", action="append", metavar="KEY=VALUE", help="override a method config field"
-    )
+    g.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="override a method config field")
     g.add_argument("--encoder", help="encoder for every modality (default: by input shape)")
-    g.add_argument("--fusion", default="concat", help="fusion module: concat, sum, film, gated, late")
+    g.add_argument(
+        "--fusion", help="fusion module: concat, sum, film, gated, late (default: the method's paper's, else concat)"
+    )
     g.add_argument("--feature-dim", type=int, default=128)
     g = p.add_argument_group("schedule")
     g.add_argument("--epochs", type=int, default=20)
@@ -89,10 +87,12 @@ def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
         modalities=tuple(args.modalities.split(",")) if args.modalities else None,
         method=args.method,
         method_options=parse_options(args.method_option),
-        model=ModelConfig(encoder=args.encoder, fusion=args.fusion, feature_dim=args.feature_dim),
-        optim=OptimConfig(
-            name=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.lr_schedule
+        model=ModelConfig(
+            encoder=args.encoder,
+            fusion=args.fusion or METHODS.get(args.method).method_class().recommended_fusion or "concat",
+            feature_dim=args.feature_dim,
         ),
+        optim=OptimConfig(name=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.lr_schedule),
         batch_size=args.batch_size,
         epochs=args.epochs,
         decision_interval=args.decision_interval,
@@ -156,9 +156,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
                 rows.append(
                     {
                         "dataset": f"synthetic --preset {preset}",
-                        "modalities": ", ".join(
-                            f"{m}{list(s.train.input_shape(m))}" for m in s.modality_names
-                        ),
+                        "modalities": ", ".join(f"{m}{list(s.train.input_shape(m))}" for m in s.modality_names),
                         "classes": s.num_classes,
                         "train/val/test": "/".join(str(n) for n in s.sizes().values()),
                         "bayes_acc": ", ".join(f"{k} {100 * v:.1f}" for k, v in bayes.items()),
@@ -197,9 +195,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """dus demo (core only): Concat, joint and OGM-GE on the synthetic mild preset."""
     rows = []
     for method in ("concat", "joint", "ogm_ge"):
-        config = TrainerConfig(
-            dataset="synthetic", dataset_options={"preset": "mild"}, method=method, epochs=8
-        )
+        config = TrainerConfig(dataset="synthetic", dataset_options={"preset": "mild"}, method=method, epochs=8)
         trainer = Trainer(config)
         r = trainer.fit(run_dir=Path(args.out) / method if args.out else None, progress=not args.no_progress)
         rows.append({"method": method, **{k: 100 * v for k, v in r.test.items()}})
@@ -217,25 +213,19 @@ def build_parser() -> argparse.ArgumentParser:
     taken = set(sub.choices)
 
     if "train" not in taken:
-        p = sub.add_parser(
-            "train", help="train one run with a sampler and report validation and test metrics"
-        )
+        p = sub.add_parser("train", help="train one run with a sampler and report validation and test metrics")
         add_run_arguments(p)
         p.add_argument("--sampler", default="uniform", help="uniform, heuristic[:k=v,...] or policy:PATH.zip")
         p.add_argument("--out", help="run directory (config, metrics.csv, checkpoints, final.json)")
-        p.add_argument(
-            "--resume", action="store_true", help="continue the run in --out from its last checkpoint"
-        )
+        p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.set_defaults(func=cmd_train)
     if "datasets" not in taken:
-        sub.add_parser(
-            "datasets", help="list datasets with modalities, sizes and Bayes accuracies"
-        ).set_defaults(func=cmd_datasets)
-    if "methods" not in taken:
-        sub.add_parser("methods", help="list training methods and their default configs").set_defaults(
-            func=cmd_methods
+        sub.add_parser("datasets", help="list datasets with modalities, sizes and Bayes accuracies").set_defaults(
+            func=cmd_datasets
         )
+    if "methods" not in taken:
+        sub.add_parser("methods", help="list training methods and their default configs").set_defaults(func=cmd_methods)
     if "demo" not in taken:
         p = sub.add_parser("demo", help="the main job on the embedded default data")
         p.add_argument("--out", default=None)
@@ -248,9 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dus`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
     try:
         return int(args.func(args) or 0)
     except DUSError as e:

@@ -19,9 +19,7 @@ def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
 
 def macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
     """Unweighted mean of the per-class F1 scores (classes absent from both count as 0 only if predicted)."""
-    return float(
-        f1_score(labels, predictions, labels=np.arange(num_classes), average="macro", zero_division=0)
-    )
+    return float(f1_score(labels, predictions, labels=np.arange(num_classes), average="macro", zero_division=0))
 
 
 def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -58,9 +56,7 @@ def linear_probe(
     """Fit a logistic regression on frozen train features; return its accuracy on each evaluation split."""
     config = config or ProbeConfig()
     if len(train_features) > config.max_train_samples:
-        keep = np.random.default_rng(seed).choice(
-            len(train_features), config.max_train_samples, replace=False
-        )
+        keep = np.random.default_rng(seed).choice(len(train_features), config.max_train_samples, replace=False)
         train_features, train_labels = train_features[keep], train_labels[keep]
     scaler = StandardScaler().fit(train_features)
     clf = LogisticRegression(C=config.C, max_iter=config.max_iter)

@@ -54,9 +54,7 @@ def normalise_quantities(
     if isinstance(quantities, Mapping):
         unknown = [m for m in quantities if m not in modalities]
         if unknown:
-            raise ConfigError(
-                f"quantities name unknown modality {unknown}; modalities are {list(modalities)}"
-            )
+            raise ConfigError(f"quantities name unknown modality {unknown}; modalities are {list(modalities)}")
         missing = [m for m in modalities if m not in quantities]
         if missing:
             raise ConfigError(f"quantities miss modality {missing}")
@@ -64,9 +62,7 @@ def normalise_quantities(
     else:
         values = list(np.asarray(quantities).reshape(-1)) if not isinstance(quantities, list) else quantities
         if len(values) != len(modalities):
-            raise ConfigError(
-                f"expected {len(modalities)} quantities (for {list(modalities)}), got {len(values)}"
-            )
+            raise ConfigError(f"expected {len(modalities)} quantities (for {list(modalities)}), got {len(values)}")
     out = {}
     for m, v in zip(modalities, values):
         try:
@@ -77,7 +73,7 @@ def normalise_quantities(
             raise ConfigError(f"quantity for {m!r} is {f}; quantities must be finite")
         if f != round(f):
             raise ConfigError(f"quantity for {m!r} must be an integer number of samples, got {f}")
-        n = int(round(f))
+        n = round(f)
         if n < 1:
             raise ConfigError(f"quantity for {m!r} must be >= 1, got {n}")
         if max_quantity is not None and n > max_quantity:

@@ -1,7 +1,9 @@
 """The running DUS statistics: per-iteration scores s_t(m), the cumulative score S_t(m), samples consumed.
 
 s_t(m) is the batch mean of modality m's unimodal-head softmax probability of the true class (DUS paper).
-S_t(m) is by default the running mean S_t = ((t-1)/t) S_{t-1} + s_t / t (the paper's statistic, completed).
+S_t(m) is by default the running mean S_t = ((t-1)/t) S_{t-1} + s_t / t (the paper's statistic, completed),
+where t counts the iterations in which modality m was scored (methods that train one modality per iteration,
+such as MIE, score only that one; the others keep their statistic).
 For long runs the running mean barely moves late in training, so an exponential moving average
 (bias-corrected) and a sliding-window mean are offered as options.
 """
@@ -52,6 +54,7 @@ class ModalityStatistics:
         self.config = config or StatisticsConfig()
         m = len(self.modalities)
         self.t = 0
+        self.counts = np.zeros(m, dtype=np.int64)
         self.last = np.zeros(m)
         self.cumulative = np.zeros(m)
         self.samples = np.zeros(m, dtype=np.int64)
@@ -59,21 +62,30 @@ class ModalityStatistics:
         self._window: deque[np.ndarray] = deque(maxlen=self.config.window)
 
     def update(self, scores: Mapping[str, float], quantities: Mapping[str, int]) -> None:
-        """Add one iteration's scores s_t(m) and the quantities n_m it used."""
-        s = np.array([float(scores[m]) for m in self.modalities])
+        """Add one iteration's scores s_t(m) (for the modalities scored) and the quantities n_m it used."""
         self.t += 1
-        self.last = s
-        self.samples += np.array([int(quantities[m]) for m in self.modalities], dtype=np.int64)
+        self.samples += np.array([int(quantities.get(m, 0)) for m in self.modalities], dtype=np.int64)
+        scored = np.array([m in scores for m in self.modalities])
+        if not scored.any():
+            return
+        s = np.array([float(scores[m]) if m in scores else 0.0 for m in self.modalities])
+        self.last = np.where(scored, s, self.last)
+        self.counts += scored
+        n = np.maximum(self.counts, 1)
         kind = self.config.kind
         if kind == "running_mean":
-            self.cumulative = ((self.t - 1) * self.cumulative + s) / self.t
+            new = ((n - 1) * self.cumulative + s) / n
         elif kind == "ema":
             d = self.config.ema_decay
-            self._ema_raw = d * self._ema_raw + (1 - d) * s
-            self.cumulative = self._ema_raw / (1 - d**self.t)
+            self._ema_raw = np.where(scored, d * self._ema_raw + (1 - d) * s, self._ema_raw)
+            new = self._ema_raw / (1 - d**n)
         else:
-            self._window.append(s)
-            self.cumulative = np.mean(self._window, axis=0)
+            self._window.append(np.where(scored, s, np.nan))
+            with np.errstate(invalid="ignore"):
+                stacked = np.array(self._window)
+                counts = (~np.isnan(stacked)).sum(0)
+                new = np.where(counts > 0, np.nansum(stacked, 0) / np.maximum(counts, 1), self.cumulative)
+        self.cumulative = np.where(scored, new, self.cumulative)
 
     def ratio(self) -> np.ndarray:
         """S_t(m) divided by the mean over modalities (1 everywhere before the first update)."""
@@ -84,6 +96,7 @@ class ModalityStatistics:
         """Everything needed to resume."""
         return {
             "t": self.t,
+            "counts": self.counts.copy(),
             "last": self.last.copy(),
             "cumulative": self.cumulative.copy(),
             "samples": self.samples.copy(),
@@ -94,6 +107,7 @@ class ModalityStatistics:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore from ``state_dict()``."""
         self.t = int(state["t"])
+        self.counts = np.asarray(state["counts"], dtype=np.int64)
         self.last = np.asarray(state["last"], dtype=float)
         self.cumulative = np.asarray(state["cumulative"], dtype=float)
         self.samples = np.asarray(state["samples"], dtype=np.int64)

@@ -130,9 +130,7 @@ class TrainerConfig:
         if self.iterations_per_epoch is not None and self.iterations_per_epoch < 1:
             raise ConfigError(f"iterations_per_epoch must be >= 1, got {self.iterations_per_epoch}")
         if self.selection_metric not in ("fused_acc", "macro_f1", "map"):
-            raise ConfigError(
-                f"selection_metric must be fused_acc, macro_f1 or map, got {self.selection_metric!r}"
-            )
+            raise ConfigError(f"selection_metric must be fused_acc, macro_f1 or map, got {self.selection_metric!r}")
         check_features(self.observation_features)
 
     @classmethod
@@ -152,6 +150,8 @@ class FitResult:
         history: per-epoch rows as written to metrics.csv.
         seconds: wall time of training (evaluation included).
         run_dir: the run directory, if any.
+        selected: post-hoc settings the method chose on validation (e.g. ensemble weights).
+        extra: metrics on the dataset's extra splits (e.g. a transfer split), reported like test.
     """
 
     best_epoch: int
@@ -161,6 +161,7 @@ class FitResult:
     seconds: float
     run_dir: Path | None = None
     selected: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class _IndexStream:
@@ -221,9 +222,7 @@ class Trainer:
         if config.modalities is not None:
             unknown = [m for m in config.modalities if m not in splits.modality_names]
             if unknown:
-                raise DataError(
-                    f"unknown modality {unknown}; {config.dataset} has {list(splits.modality_names)}"
-                )
+                raise DataError(f"unknown modality {unknown}; {config.dataset} has {list(splits.modality_names)}")
             splits = splits.select_modalities(config.modalities)
         self.splits = splits
         self.train_data = splits.train
@@ -360,9 +359,7 @@ class Trainer:
         with torch.no_grad():
             scores = {
                 m: float(
-                    torch.softmax(result.output.unimodal_logits[m], -1)
-                    .gather(1, batch.labels_of(m)[:, None])
-                    .mean()
+                    torch.softmax(result.output.unimodal_logits[m], -1).gather(1, batch.labels_of(m)[:, None]).mean()
                 )
                 for m in self.modalities
             }
@@ -466,6 +463,7 @@ class Trainer:
         }
         for m in self.modalities:
             out[f"acc/{m}"] = accuracy(pred.labels, pred.unimodal_logits[m].argmax(1))
+        out.update(self.method.extra_metrics(pred, scores))
         return out
 
     def evaluate(
@@ -606,9 +604,7 @@ class Trainer:
             out.write_config(self.run_config(sampler))
         decisions_written = len(out.decisions.read()) if out is not None else 0
 
-        bar = tqdm(
-            total=self.total_iterations, initial=self.iteration, disable=not progress, unit="it", leave=False
-        )
+        bar = tqdm(total=self.total_iterations, initial=self.iteration, disable=not progress, unit="it", leave=False)
 
         def on_epoch_end(trainer: Trainer) -> None:
             nonlocal best
@@ -673,7 +669,7 @@ class Trainer:
             self.model.load_state_dict(best["model"])
         val_pred, _ = self.predict("val")
         selected = self.method.select_on_validation(val_pred)
-        final = self.evaluate(["val", "test"], probe=True)
+        final = self.evaluate(["val", "test", *self.splits.extra], probe=True)
         seconds = time.perf_counter() - start
         result = FitResult(
             best_epoch=best["epoch"],
@@ -683,6 +679,7 @@ class Trainer:
             seconds=seconds,
             run_dir=out.path if out is not None else None,
             selected=selected,
+            extra={k: final[k] for k in self.splits.extra},
         )
         if out is not None:
             out.write_final(
@@ -692,6 +689,7 @@ class Trainer:
                     "selected_on_validation": selected,
                     "val": result.val,
                     "test": result.test,
+                    **{f"extra/{k}": v for k, v in result.extra.items()},
                     "seconds": seconds,
                     "seconds_per_epoch": seconds / max(1, self.config.epochs),
                 }

@@ -92,9 +92,7 @@ class MultimodalDataset:
                 raise DataError(f"{where}: modality {m!r} has {len(data)} samples but there are {n} labels")
             if isinstance(data, torch.Tensor):
                 if data.ndim < 2:
-                    raise DataError(
-                        f"{where}: modality {m!r} needs a feature axis, got shape {tuple(data.shape)}"
-                    )
+                    raise DataError(f"{where}: modality {m!r} needs a feature axis, got shape {tuple(data.shape)}")
                 if data.is_floating_point() and not torch.isfinite(data).all():
                     bad_rows = (~torch.isfinite(data.reshape(n, -1))).any(1).nonzero().flatten()[:5].tolist()
                     raise DataError(f"{where}: modality {m!r} contains NaN or inf (first rows: {bad_rows})")
@@ -130,9 +128,7 @@ class MultimodalDataset:
         names = self.modality_names if modalities is None else [self.check_modality(m) for m in modalities]
         return {m: take(self.modalities[m], index) for m in names}
 
-    def subset(
-        self, index: Sequence[int] | np.ndarray | torch.Tensor, name: str | None = None
-    ) -> MultimodalDataset:
+    def subset(self, index: Sequence[int] | np.ndarray | torch.Tensor, name: str | None = None) -> MultimodalDataset:
         """A new dataset holding the samples ``index`` (in that order)."""
         idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
         return MultimodalDataset(

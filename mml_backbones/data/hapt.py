@@ -22,7 +22,7 @@ import importlib.util
 import os
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -57,8 +57,11 @@ class _Frame:
 class _HaptUnpickler(pickle.Unpickler):
     """Rebuilds the pickled pandas 0.x frames as plain objects; refuses every other global."""
 
-    _numpy = {
-        ("numpy.core.multiarray", "_reconstruct"): ("numpy", "ndarray"),
+    _builtins: ClassVar[dict[tuple[str, str], tuple[str, str]]] = {
+        ("copy_reg", "_reconstructor"): ("copyreg", "_reconstructor"),
+        ("__builtin__", "object"): ("builtins", "object"),
+        ("__builtin__", "slice"): ("builtins", "slice"),
+        ("_codecs", "encode"): ("_codecs", "encode"),
         ("numpy", "ndarray"): ("numpy", "ndarray"),
         ("numpy", "dtype"): ("numpy", "dtype"),
     }
@@ -68,22 +71,14 @@ class _HaptUnpickler(pickle.Unpickler):
             if name == "_new_Index":
                 return lambda cls, d: d
             return type(name, (_Frame,), {})
-        if (module, name) in self._numpy:
-            if name == "_reconstruct":
+        if (module, name) == ("numpy.core.multiarray", "_reconstruct"):
+            try:
                 from numpy._core.multiarray import _reconstruct  # numpy >= 2
-
-                return _reconstruct
-            return getattr(np, name)
-        allowed = {
-            ("copy_reg", "_reconstructor"),
-            ("__builtin__", "object"),
-            ("__builtin__", "slice"),
-            ("_codecs", "encode"),
-        }
-        if (module, name) in allowed:
-            return super().find_class(
-                {"copy_reg": "copyreg", "__builtin__": "builtins"}.get(module, module), name
-            )
+            except ImportError:
+                from numpy.core.multiarray import _reconstruct
+            return _reconstruct
+        if (module, name) in self._builtins:
+            return super().find_class(*self._builtins[(module, name)])
         raise DataError(f"HAPT pickle refers to an unexpected object {module}.{name}")
 
 
@@ -139,9 +134,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DUS_CACHE_DIR", Path.home() / ".cache" / "dus"))
 
 
-def load_windows(
-    path: str | Path | None = None, cache: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_windows(path: str | Path | None = None, cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All windows (N, 6, 128), activity labels (N,) and user ids (N,), cached after the first call."""
     src = Path(path) if path is not None else default_path()
     if not src.is_file():

@@ -42,9 +42,7 @@ def load_npz(
     if "labels" not in arrays:
         raise DataError(f"{src}: no 'labels' array; arrays present: {sorted(arrays)}")
     labels = arrays.pop("labels")
-    if labels.ndim != 1 or not (
-        np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)
-    ):
+    if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
         raise DataError(f"{src}: 'labels' must be a 1-D integer array, got {labels.dtype} {labels.shape}")
     split = arrays.pop("split", None)
     names = arrays.pop("class_names", None)
@@ -72,9 +70,7 @@ def load_npz(
     num_classes = int(labels.max()) + 1
     class_names = [str(c) for c in names] if names is not None else [f"class_{k}" for k in range(num_classes)]
     if len(class_names) < num_classes:
-        raise DataError(
-            f"{src}: labels go up to {num_classes - 1} but class_names has {len(class_names)} entries"
-        )
+        raise DataError(f"{src}: labels go up to {num_classes - 1} but class_names has {len(class_names)} entries")
     if split is None:
         parts = dict(zip(("train", "val", "test"), stratified_split(labels, (0.7, 0.15, 0.15), seed)))
         rule = f"stratified 70/15/15 with seed {seed}"

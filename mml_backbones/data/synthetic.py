@@ -4,8 +4,9 @@ Each modality m sees the class y through a coarse grouping ``groups[y]`` and, op
 signal: the latent mean of class y is ``strength * u[groups[y]] + fine_strength * v[y]`` with orthonormal
 directions u (one per group) and v (one per class) scaled so that ``strength`` and ``fine_strength`` are the
 distances between two groups' and two classes' parts. With ``fine_strength = 0`` a modality cannot tell the
-classes of a group apart at all. Unit Gaussian noise is added, pure-noise dimensions are appended, a random rotation mixes all of them and an optional elementwise warp
-``z + warp * tanh(z)`` (strictly increasing, so invertible) bends the class boundaries. Rotation and warp are
+classes of a group apart at all. Unit Gaussian noise is added, pure-noise dimensions are appended, a random
+rotation mixes all of them and an optional elementwise warp ``z + warp * tanh(z)`` (strictly increasing, so
+invertible) bends the class boundaries. Rotation and warp are
 invertible, so the Bayes-optimal accuracy is that of the latent Gaussian model; it is computed by Monte Carlo
 as E[max_y p(y | x)] over fresh latent draws, with its standard error.
 """
@@ -173,18 +174,13 @@ def _structure(spec: SyntheticSpec) -> _Structure:
     return _Structure(means, rotations)
 
 
-def _latent(
-    spec: SyntheticSpec, st: _Structure, labels: np.ndarray, rng: np.random.Generator
-) -> list[np.ndarray]:
+def _latent(spec: SyntheticSpec, st: _Structure, labels: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
     return [
-        mu[labels] + rng.standard_normal((len(labels), m.informative_dims))
-        for m, mu in zip(spec.modalities, st.means)
+        mu[labels] + rng.standard_normal((len(labels), m.informative_dims)) for m, mu in zip(spec.modalities, st.means)
     ]
 
 
-def _observe(
-    m: SyntheticModality, rotation: np.ndarray, z: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def _observe(m: SyntheticModality, rotation: np.ndarray, z: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     full = np.concatenate([z, rng.standard_normal((len(z), m.noise_dims))], axis=1) @ rotation.T
     return full + m.warp * np.tanh(full)
 
@@ -234,9 +230,7 @@ def generate(spec: SyntheticSpec, seed: int = 0) -> DatasetSplits:
             m.name: torch.from_numpy(_observe(m, r, z, rng).astype(np.float32))
             for m, r, z in zip(spec.modalities, st.rotations, latents)
         }
-        splits[split] = MultimodalDataset(
-            mods, torch.from_numpy(labels), class_names, name=f"synthetic/{split}"
-        )
+        splits[split] = MultimodalDataset(mods, torch.from_numpy(labels), class_names, name=f"synthetic/{split}")
     bayes = bayes_accuracy(spec)
     info = {
         "description": spec.description,

@@ -54,9 +54,7 @@ def method_config(name: str, options: dict[str, Any] | None = None) -> Any:
         raise ConfigError(f"method {name!r}: {e}") from None
 
 
-def build_method(
-    name: str, options: dict[str, Any] | None, model: MultimodalModel, context: MethodContext
-) -> Method:
+def build_method(name: str, options: dict[str, Any] | None, model: MultimodalModel, context: MethodContext) -> Method:
     """Instantiate method ``name`` with ``options`` for ``model``."""
     entry = METHODS.get(name)
     return entry.method_class()(method_config(name, options), model, context)
@@ -69,9 +67,7 @@ register_method(
     preset={"unimodal_weight": 0.0},
     summary="fusion loss only (the Concat baseline); unimodal heads are detached monitors",
 )
-register_method(
-    "ogm_ge", "mml_backbones.methods.ogm_ge:OGMGE", summary="on-the-fly gradient modulation (CVPR 2022)"
-)
+register_method("ogm_ge", "mml_backbones.methods.ogm_ge:OGMGE", summary="on-the-fly gradient modulation (CVPR 2022)")
 
 __all__ = [
     "METHODS",

@@ -8,6 +8,7 @@ optimiser. A method is its config plus a few hooks that default to no-ops:
     after_backward(o, b)      gradient modification before the optimiser step (OGM-GE, MIE)
     on_epoch_end(epoch)       per-epoch bookkeeping
     fused_scores(pred)        class scores used for the fused metrics (default: softmax of the fusion head)
+    extra_metrics(pred, s)    further metrics (per-language scores, ...) added to every evaluation
     select_on_validation(p)   choose post-hoc settings (ensemble weights) on validation predictions
 
 Methods that need more than one forward pass per iteration (sharpness-aware ones) override ``train_step``.
@@ -124,6 +125,8 @@ class Method:
     Config: ClassVar[type] = type(None)
     #: where the method and its defaults come from
     reference: ClassVar[str] = ""
+    #: the fusion of the method's paper, used by the CLI when no --fusion is given (None: concat)
+    recommended_fusion: ClassVar[str | None] = None
 
     def __init__(self, config: Any, model: MultimodalModel, context: MethodContext) -> None:
         self.config = config
@@ -167,6 +170,10 @@ class Method:
     def fused_scores(self, predictions: Predictions) -> np.ndarray:
         """Class probabilities used for the fused metrics."""
         return softmax(predictions.fused_logits)
+
+    def extra_metrics(self, predictions: Predictions, scores: np.ndarray) -> dict[str, float]:
+        """Further metrics of ``scores`` (the fused class scores) beyond the standard ones."""
+        return {}
 
     def select_on_validation(self, predictions: Predictions) -> dict[str, float]:
         """Choose post-hoc settings on validation predictions; returns what was chosen."""

@@ -52,9 +52,7 @@ class OGMGEConfig:
         if self.modulation not in ("OGM_GE", "OGM"):
             raise ConfigError(f"ogm_ge: modulation must be 'OGM_GE' or 'OGM', got {self.modulation!r}")
         if self.score_source not in ("auto", "fusion", "heads"):
-            raise ConfigError(
-                f"ogm_ge: score_source must be auto, fusion or heads, got {self.score_source!r}"
-            )
+            raise ConfigError(f"ogm_ge: score_source must be auto, fusion or heads, got {self.score_source!r}")
         if self.noise_params not in ("weights", "conv"):
             raise ConfigError(f"ogm_ge: noise_params must be weights or conv, got {self.noise_params!r}")
         if self.alpha < 0:
@@ -101,8 +99,7 @@ class OGMGE(Method):
         y = batch.paired_labels
         with torch.no_grad():
             return {
-                m: float(torch.softmax(logits.detach(), -1).gather(1, y[:, None]).sum())
-                for m, logits in parts.items()
+                m: float(torch.softmax(logits.detach(), -1).gather(1, y[:, None]).sum()) for m, logits in parts.items()
             }
 
     def after_backward(self, output: ModelOutput, batch: IterationBatch) -> dict[str, float]:

@@ -31,9 +31,7 @@ class Fusion(nn.Module):
         self.modalities = tuple(feature_dims)
         self.feature_dims = dict(feature_dims)
 
-    def contributions(
-        self, features: Mapping[str, torch.Tensor], head: nn.Linear
-    ) -> dict[str, torch.Tensor] | None:
+    def contributions(self, features: Mapping[str, torch.Tensor], head: nn.Linear) -> dict[str, torch.Tensor] | None:
         """Per-modality additive parts of ``head(self(features))``, or None when the fusion is not additive."""
         return None
 
@@ -87,9 +85,7 @@ class FiLMFusion(Fusion):
         self.output_dim = hidden
         first = self.modalities[0]
         self.base = nn.Linear(self.feature_dims[first], hidden)
-        self.film = nn.ModuleDict(
-            {m: nn.Linear(self.feature_dims[m], 2 * hidden) for m in self.modalities[1:]}
-        )
+        self.film = nn.ModuleDict({m: nn.Linear(self.feature_dims[m], 2 * hidden) for m in self.modalities[1:]})
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         x = self.base(features[self.modalities[0]])

@@ -115,9 +115,7 @@ def build_model(config: ModelConfig, dataset: MultimodalDataset) -> MultimodalMo
     unknown = sorted(set(config.encoders) - set(dataset.modality_names))
     unknown += sorted(set(config.encoder_options) - set(dataset.modality_names) - {"*"})
     if unknown:
-        raise ConfigError(
-            f"model config names unknown modalities {unknown}; data has {list(dataset.modality_names)}"
-        )
+        raise ConfigError(f"model config names unknown modalities {unknown}; data has {list(dataset.modality_names)}")
     encoders = {}
     for m in dataset.modality_names:
         shape = dataset.input_shape(m)
@@ -125,7 +123,5 @@ def build_model(config: ModelConfig, dataset: MultimodalDataset) -> MultimodalMo
         name = config.encoders.get(m) or config.encoder or default_encoder_name(shape, dtype)
         options = {**config.encoder_options.get("*", {}), **config.encoder_options.get(m, {})}
         encoders[m] = build_encoder(name, shape, config.feature_dim, **options)
-    fusion = build_fusion(
-        config.fusion, {m: e.feature_dim for m, e in encoders.items()}, **config.fusion_options
-    )
+    fusion = build_fusion(config.fusion, {m: e.feature_dim for m, e in encoders.items()}, **config.fusion_options)
     return MultimodalModel(encoders, dataset.num_classes, fusion)
