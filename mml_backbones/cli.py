@@ -13,11 +13,10 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from mml_backbones.config import to_dict
+from mml_backbones.config import parse_options, to_dict
 from mml_backbones.errors import DUSError
 from mml_backbones.methods import METHODS, method_config
 from mml_backbones.models.model import ModelConfig
@@ -25,20 +24,6 @@ from mml_backbones.statistics import StatisticsConfig
 from mml_backbones.trainer import FitResult, OptimConfig, Trainer, TrainerConfig
 
 log = logging.getLogger("dus")
-
-
-def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
-    """Parse ``key=value`` pairs; values are read as JSON when they parse, else kept as strings."""
-    out: dict[str, Any] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise DUSError(f"expected key=value, got {pair!r}")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:

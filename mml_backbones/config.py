@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from mml_backbones.errors import ConfigError
@@ -61,3 +63,17 @@ def replace(config: C, **changes: Any) -> C:
     if unknown:
         raise ConfigError(f"{type(config).__name__} has no field(s) {unknown}; valid: {sorted(names)}")
     return dataclasses.replace(config, **changes)
+
+
+def parse_options(pairs: Sequence[str] | None) -> dict[str, Any]:
+    """Parse ``key=value`` pairs; values are read as JSON when they parse, else kept as strings."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"expected key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out

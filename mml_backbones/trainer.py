@@ -451,23 +451,26 @@ class Trainer:
         features = {m: torch.cat(v).numpy() for m, v in feats.items()} if with_features else {}
         return pred, features
 
-    def metrics_of(self, pred: Predictions) -> dict[str, float]:
-        """Fused accuracy, macro-F1, mAP and each modality's head accuracy for predictions."""
+    def metrics_of(self, pred: Predictions, accuracy_only: bool = False) -> dict[str, float]:
+        """Fused accuracy, macro-F1, mAP and each modality's head accuracy (accuracies only if asked)."""
         scores = self.method.fused_scores(pred)
         y_hat = scores.argmax(1)
-        k = self.splits.num_classes
-        out = {
-            "fused_acc": accuracy(pred.labels, y_hat),
-            "macro_f1": macro_f1(pred.labels, y_hat, k),
-            "map": mean_average_precision(pred.labels, scores),
-        }
+        out = {"fused_acc": accuracy(pred.labels, y_hat)}
+        if not accuracy_only:
+            out["macro_f1"] = macro_f1(pred.labels, y_hat, self.splits.num_classes)
+            out["map"] = mean_average_precision(pred.labels, scores)
         for m in self.modalities:
             out[f"acc/{m}"] = accuracy(pred.labels, pred.unimodal_logits[m].argmax(1))
-        out.update(self.method.extra_metrics(pred, scores))
+        if not accuracy_only:
+            out.update(self.method.extra_metrics(pred, scores))
         return out
 
     def evaluate(
-        self, splits: str | Sequence[str] = "val", probe: bool = False, max_samples: int | None = None
+        self,
+        splits: str | Sequence[str] = "val",
+        probe: bool = False,
+        max_samples: int | None = None,
+        accuracy_only: bool = False,
     ) -> dict[str, dict[str, float]] | dict[str, float]:
         """Metrics on one split (a dict) or several (split -> dict); ``probe`` adds each encoder's probe accuracy.
 
@@ -478,7 +481,7 @@ class Trainer:
         results, features, labels = {}, {}, {}
         for s in names:
             pred, feats = self.predict(s, max_samples=max_samples, with_features=probe)
-            results[s] = self.metrics_of(pred)
+            results[s] = self.metrics_of(pred, accuracy_only)
             features[s], labels[s] = feats, pred.labels
         if probe:
             train_pred, train_feats = self.predict(

@@ -1,6 +1,7 @@
 import json
 
-from mml_backbones.cli import main, parse_options
+from mml_backbones.cli import main
+from mml_backbones.config import parse_options
 
 TINY = ["--preset", "mild", "--dataset-option", "n_train=256", "--dataset-option", "n_val=128"]
 TINY += ["--dataset-option", "n_test=128", "--epochs", "1", "--batch-size", "32", "--no-progress"]

@@ -1,0 +1,114 @@
+"""``dus train-policy``, ``dus eval-policy`` and ``dus demo`` (registered through the dus.commands entry point)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mml_backbones.config import parse_options
+
+
+def register_commands(sub: Any) -> None:
+    """Add this package's subcommands to the ``dus`` parser."""
+    p = sub.add_parser("train-policy", help="train a sampling policy with Stable-Baselines3 on a DUS environment")
+    p.add_argument("--env", default="dus_env/DUS-v0", help="environment id")
+    p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "reinforce", "sac", "td3", "dqn"])
+    p.add_argument("--timesteps", type=int, default=4096, help="environment steps in total")
+    p.add_argument("--n-envs", type=int, default=1, help="parallel environments (SubprocVecEnv when > 1)")
+    p.add_argument("--out", default="runs/policy", help="run directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig override")
+    p.add_argument("--hyper", action="append", metavar="KEY=VALUE", help="algorithm hyper-parameter override")
+    p.add_argument("--eval-episodes", type=int, default=4, help="held-out episodes per evaluation (0: none)")
+    p.add_argument("--eval-freq", type=int, help="steps between evaluations")
+    p.add_argument("--checkpoint-freq", type=int, help="steps between checkpoints")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_policy)
+
+    p = sub.add_parser("eval-policy", help="score a policy (and baselines) on held-out environment seeds")
+    p.add_argument("--policy", required=True, help="policy .zip written by dus train-policy")
+    p.add_argument("--env", default=None, help="environment id (default: the policy's)")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--compare", default="uniform,heuristic", help="baseline samplers to score too ('' for none)")
+    p.add_argument("--env-option", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_eval_policy)
+
+    p = sub.add_parser("demo", help="the main job: train a PPO sampler, compare it with uniform and heuristic")
+    p.add_argument("--out", default="demo_out")
+    p.add_argument("--timesteps", type=int, default=2048)
+    p.add_argument("--n-envs", type=int, default=2)
+    p.add_argument("--seeds", type=int, default=3, help="held-out downstream seeds")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_train_policy(args: argparse.Namespace) -> int:
+    """dus train-policy."""
+    from agents.training import train_policy
+
+    result = train_policy(
+        env_id=args.env,
+        algo=args.algo,
+        timesteps=args.timesteps,
+        out_dir=args.out,
+        n_envs=args.n_envs,
+        seed=args.seed,
+        env_kwargs=parse_options(args.env_option),
+        hyperparams=parse_options(args.hyper),
+        eval_episodes=args.eval_episodes,
+        eval_freq=args.eval_freq,
+        checkpoint_freq=args.checkpoint_freq,
+        progress_bar=not args.no_progress,
+        resume=args.resume,
+    )
+    print(f"trained {args.algo} for {result.timesteps} steps on {args.env}")
+    if result.eval_returns:
+        print("held-out return per evaluation: " + ", ".join(f"{r:.2f}" for r in result.eval_returns))
+    print(f"policy: {result.policy}")
+    return 0
+
+
+def cmd_eval_policy(args: argparse.Namespace) -> int:
+    """dus eval-policy."""
+    import gymnasium as gym
+
+    import dus_env  # noqa: F401
+    from agents.evaluation import evaluate_in_env, summarise
+    from agents.heuristic import HeuristicSampler
+    from agents.policy_sampler import PolicySampler
+    from agents.seeds import eval_seeds
+    from mml_backbones.samplers import make_sampler
+
+    policy = PolicySampler(args.policy)
+    env_id = args.env or policy.metadata["env_id"]
+    env = gym.make(env_id, **parse_options(args.env_option)).unwrapped
+    samplers: dict[str, Any] = {}
+    for name in filter(None, args.compare.split(",")):
+        samplers[name] = HeuristicSampler() if name == "heuristic" else make_sampler(name)
+    samplers[policy.metadata["algo"]] = policy
+    df = evaluate_in_env(env, samplers, eval_seeds(args.episodes))
+    ret = summarise(df, "return", reference="uniform" if "uniform" in samplers else policy.metadata["algo"])
+    acc = summarise(df, "final_val_acc", reference="uniform" if "uniform" in samplers else policy.metadata["algo"])
+    table = pd.DataFrame({"return": ret["mean"].round(2), "return_std": ret["std"].round(2)})
+    table["final_val_acc"] = (100 * acc["mean"]).round(2)
+    means = df.groupby("sampler", sort=False)[[c for c in df if c.startswith("mean_n/")]].mean().round(1)
+    print(f"{env_id}: {args.episodes} held-out episodes (seeds {eval_seeds(args.episodes)[0]}...)")
+    print(table.join(means).to_string())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """dus demo."""
+    from agents.demo import run_demo
+
+    summary = run_demo(
+        Path(args.out), timesteps=args.timesteps, n_envs=args.n_envs, seeds=args.seeds, progress=not args.no_progress
+    )
+    print(json.dumps(summary["files"], indent=2), file=sys.stderr)
+    return 0

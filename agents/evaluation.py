@@ -1,0 +1,118 @@
+"""Scoring samplers: in the environment (validation return on held-out seeds) and downstream (test accuracy).
+
+Every sampler, learned or not, is scored through the same path: the environment's observation goes to the
+sampler, its quantities go to ``DUSEnv.step_quantities`` (in the environment) or to ``Trainer.fit``
+(downstream). Summaries give mean +- std over seeds and the paired difference against a reference sampler
+with a 95% t-interval over seeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from dus_env.env import DUSEnv
+from mml_backbones.samplers import Sampler
+from mml_backbones.trainer import Trainer, TrainerConfig
+
+
+@dataclass
+class Episode:
+    """One scored episode.
+
+    Attributes:
+        seed: the training-run seed.
+        ret: sum of rewards.
+        final_val_acc: fused validation accuracy at the end.
+        quantities: per step, the quantities used (list of dicts).
+        cumulative: per step, S_t(m) after the step (list of dicts).
+    """
+
+    seed: int
+    ret: float
+    final_val_acc: float
+    quantities: list[dict[str, int]]
+    cumulative: list[dict[str, float]]
+
+
+def run_episode(env: DUSEnv, sampler: Sampler, seed: int) -> Episode:
+    """Run one episode of ``env`` with ``sampler`` choosing the quantities."""
+    env.reset(seed=seed)
+    ret, quantities, cumulative = 0.0, [], []
+    while True:
+        assert env.trainer is not None
+        q = env.trainer.quantities(sampler(env.trainer.observation()))
+        _, r, terminated, truncated, info = env.step_quantities(q)
+        ret += r
+        quantities.append(q)
+        cumulative.append(info["cumulative"])
+        if terminated or truncated:
+            return Episode(seed, ret, info["val/fused_acc"], quantities, cumulative)
+
+
+def evaluate_in_env(env: DUSEnv, samplers: Mapping[str, Sampler], seeds: Sequence[int]) -> pd.DataFrame:
+    """One row per (sampler, seed): return, final validation accuracy and mean quantities."""
+    rows = []
+    for name, sampler in samplers.items():
+        for seed in seeds:
+            ep = run_episode(env, sampler, seed)
+            row: dict[str, Any] = {"sampler": name, "seed": seed, "return": ep.ret, "final_val_acc": ep.final_val_acc}
+            for m in env.modalities:
+                row[f"mean_n/{m}"] = float(np.mean([q[m] for q in ep.quantities]))
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def evaluate_downstream(
+    config: TrainerConfig, samplers: Mapping[str, Sampler], seeds: Sequence[int], run_root: str | None = None
+) -> pd.DataFrame:
+    """Train a fresh run per (sampler, seed) with ``Trainer.fit``; one row of test (and val) metrics each."""
+    rows = []
+    for name, sampler in samplers.items():
+        for seed in seeds:
+            cfg = TrainerConfig.from_dict({**_shallow(config), "seed": seed})
+            trainer = Trainer(cfg)
+            run_dir = f"{run_root}/{name}/seed_{seed}" if run_root else None
+            result = trainer.fit(sampler, run_dir=run_dir, progress=False)
+            row: dict[str, Any] = {"sampler": name, "seed": seed, "best_epoch": result.best_epoch}
+            row.update({f"test/{k}": v for k, v in result.test.items()})
+            row.update({f"val/{k}": v for k, v in result.val.items()})
+            for m, n in zip(trainer.modalities, trainer.statistics.samples):
+                row[f"samples/{m}"] = int(n)
+            row["seconds"] = result.seconds
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _shallow(config: TrainerConfig) -> dict[str, Any]:
+    return {f: getattr(config, f) for f in config.__dataclass_fields__}
+
+
+def summarise(df: pd.DataFrame, metric: str, reference: str = "uniform", by: str = "sampler") -> pd.DataFrame:
+    """Mean, std and n of ``metric`` per ``by``, and the paired difference to ``reference`` with a 95% CI."""
+    rows = []
+    ref = df[df[by] == reference].set_index("seed")[metric] if reference in set(df[by]) else None
+    for name, group in df.groupby(by, sort=False):
+        values = group[metric].to_numpy(dtype=float)
+        row: dict[str, Any] = {by: name, "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0}
+        row["n"] = len(values)
+        if ref is not None and name != reference:
+            paired = group.set_index("seed")[metric]
+            common = paired.index.intersection(ref.index)
+            diff = (paired.loc[common] - ref.loc[common]).to_numpy(dtype=float)
+            row["diff_vs_" + reference] = diff.mean() if len(diff) else np.nan
+            if len(diff) > 1:
+                half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
+                row["ci95_low"], row["ci95_high"] = diff.mean() - half, diff.mean() + half
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(by)
+
+
+def format_mean_std(summary: pd.DataFrame, scale: float = 100.0, digits: int = 2) -> pd.Series:
+    """``mean +- std`` strings of a summary, scaled (100: percent)."""
+    return summary.apply(lambda r: f"{scale * r['mean']:.{digits}f} ± {scale * r['std']:.{digits}f}", axis=1)

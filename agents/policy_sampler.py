@@ -1,0 +1,72 @@
+"""A learned sampler: an SB3 policy that maps the discrepancy observation to quantities, deterministically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.policy_io import load_policy
+from dus_env.actions import ActionMapper
+from mml_backbones.errors import ConfigError, DataError
+from mml_backbones.observation import DiscrepancyObservation, feature_bounds
+
+
+class PolicySampler:
+    """Runs a policy trained in the DUS environment as a sampler of any run with the same number of modalities.
+
+    The observation is rebuilt with the policy's own features, and the action is mapped with its own mapping;
+    quantities scale with the run's nominal batch size, so the policy transfers across datasets.
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+        self.path = Path(path)
+        self.model, self.metadata = load_policy(self.path, device)
+        meta = self.metadata
+        self.features = tuple(meta["observation_features"])
+        self.num_modalities = len(meta["modalities"])
+        a = meta["action"]
+        self.mapper = ActionMapper(
+            self.num_modalities, a["batch_size"], a["n_min"], a["n_max"], a["type"], a["scale"], a["bins"]
+        )
+        low, _ = feature_bounds(self.features, self.num_modalities)
+        shape = getattr(self.model.observation_space, "shape", None)
+        if shape != low.shape:
+            raise DataError(
+                f"{self.path}: the policy's observation space {shape} does not match its metadata "
+                f"({len(low)} entries for features {list(self.features)})"
+            )
+
+    def action(self, observation: DiscrepancyObservation) -> np.ndarray:
+        """The policy's deterministic action for ``observation``."""
+        if len(observation.modalities) != self.num_modalities:
+            raise ConfigError(
+                f"policy {self.path.name} was trained for {self.num_modalities} modalities "
+                f"({', '.join(self.metadata['modalities'])}); this run has {len(observation.modalities)} "
+                f"({', '.join(observation.modalities)})"
+            )
+        action, _ = self.model.predict(observation.vector(self.features), deterministic=True)
+        return np.asarray(action)
+
+    def __call__(self, observation: DiscrepancyObservation) -> dict[str, int]:
+        q = self.mapper.quantities(self.action(observation), batch_size=observation.nominal_batch_size)
+        return dict(zip(observation.modalities, (int(n) for n in q)))
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context: Any) -> PolicySampler:
+        """``policy:PATH.zip``; checks the number of modalities against the run's when it is known."""
+        if not arg:
+            raise ConfigError("the policy sampler needs a file: --sampler policy:PATH.zip")
+        sampler = cls(arg)
+        modalities = context.get("modalities")
+        if modalities is not None and len(modalities) != sampler.num_modalities:
+            raise ConfigError(
+                f"policy {sampler.path.name} was trained for {sampler.num_modalities} modalities "
+                f"({', '.join(sampler.metadata['modalities'])}); this run has {len(modalities)} "
+                f"({', '.join(modalities)})"
+            )
+        return sampler
+
+    def __repr__(self) -> str:
+        return f"PolicySampler({str(self.path)!r}, algo={self.metadata['algo']})"

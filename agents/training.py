@@ -1,0 +1,252 @@
+"""Training a sampling policy with Stable-Baselines3 on a DUS environment.
+
+``train_policy`` wraps SB3 with the defaults of ``agents.algorithms``: vectorised environments (SubprocVecEnv
+when n_envs > 1), SB3's logger (stdout, CSV and TensorBoard when installed), its progress bar, periodic
+evaluation on held-out environment seeds (the best policy is kept) and checkpoints that carry the DUS
+metadata, so that any of them runs as a sampler. A run directory holds everything:
+
+    policy.zip            the final policy          best/best_model.zip   best on the held-out seeds
+    checkpoints/*.zip     periodic checkpoints      logs/                 progress.csv, TensorBoard events
+    eval/evaluations.npz  evaluation history        train_config.json     what was run
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import stable_baselines3
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+import dus_env  # noqa: F401 - registers the environment ids (in SubprocVecEnv workers too)
+from agents.algorithms import algo_spec
+from agents.policy_io import add_metadata, save_policy
+from agents.seeds import eval_seeds
+from dus_env.env import DUSEnv
+from dus_env.wrappers import FixedSeedCycle
+from mml_backbones.config import to_dict
+from mml_backbones.errors import ConfigError
+
+
+def make_env(env_id: str, env_kwargs: dict[str, Any], seeds: list[int] | None = None) -> gym.Env:
+    """Build one environment (module-level so that SubprocVecEnv can pickle it)."""
+    env = gym.make(env_id, **env_kwargs)
+    return FixedSeedCycle(env, seeds) if seeds else env
+
+
+def policy_metadata(env: DUSEnv, algo: str, env_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The metadata a policy trained on ``env`` carries (see agents.policy_io)."""
+    c = env.config
+    return {
+        "algo": algo,
+        "env_id": env_id,
+        "modalities": list(env.modalities),
+        "observation_features": list(c.observation_features),
+        "statistics": to_dict(c.statistics),
+        "action": {
+            "type": c.action_type,
+            "scale": c.action_scale,
+            "bins": c.action_bins,
+            "n_min": c.n_min,
+            "n_max": c.n_max,
+            "batch_size": c.batch_size,
+        },
+        "env_config": to_dict(c),
+        "versions": {"python": platform.python_version(), "stable_baselines3": stable_baselines3.__version__},
+        **(extra or {}),
+    }
+
+
+class _MetadataOnSave(BaseCallback):
+    """Adds the DUS metadata to the zip files SB3's callbacks write."""
+
+    def __init__(self, metadata: dict[str, Any], path: Path | None = None, folder: Path | None = None) -> None:
+        super().__init__()
+        self.metadata, self.path, self.folder = metadata, path, folder
+
+    def _on_step(self) -> bool:
+        paths = [self.path] if self.path else sorted(self.folder.glob("*.zip")) if self.folder else []
+        for p in paths:
+            if p is not None and p.is_file():
+                add_metadata(p, {**self.metadata, "timesteps": int(self.num_timesteps)})
+        return True
+
+
+class _CheckpointWithMetadata(CheckpointCallback):
+    def __init__(self, metadata: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.metadata = metadata
+
+    def _on_step(self) -> bool:
+        keep = super()._on_step()
+        if self.n_calls % self.save_freq == 0:
+            path = Path(self._checkpoint_path(extension="zip"))
+            if path.is_file():
+                add_metadata(path, {**self.metadata, "timesteps": int(self.num_timesteps)})
+        return keep
+
+
+@dataclass
+class TrainedPolicy:
+    """What ``train_policy`` produced.
+
+    Attributes:
+        policy: path of the policy to use (best on held-out seeds when evaluated, else the final one).
+        final: path of the final policy.
+        best: path of the best-on-held-out-seeds policy, if evaluation ran.
+        out_dir: the run directory.
+        timesteps: environment steps trained.
+        eval_returns: mean held-out return at each evaluation.
+    """
+
+    policy: Path
+    final: Path
+    best: Path | None
+    out_dir: Path
+    timesteps: int
+    eval_returns: list[float] = field(default_factory=list)
+
+
+def train_policy(
+    env_id: str = "dus_env/DUS-v0",
+    algo: str = "ppo",
+    timesteps: int = 4096,
+    out_dir: str | Path = "runs/policy",
+    n_envs: int = 1,
+    seed: int = 0,
+    env_kwargs: dict[str, Any] | None = None,
+    hyperparams: dict[str, Any] | None = None,
+    eval_episodes: int = 4,
+    eval_freq: int | None = None,
+    checkpoint_freq: int | None = None,
+    progress_bar: bool = False,
+    vec_env: str = "auto",
+    resume: bool = False,
+    verbose: int = 0,
+) -> TrainedPolicy:
+    """Train a sampling policy with SB3 ``algo`` for ``timesteps`` environment steps.
+
+    Args:
+        env_id: registered environment id.
+        algo: ppo, a2c, reinforce, sac, td3 or dqn.
+        timesteps: total environment steps (summed over the vectorised environments).
+        out_dir: run directory (see the module docstring).
+        n_envs: parallel environments.
+        seed: seed of the algorithm and of the training environments (which reset with seeds seed + i, then
+            seeds drawn in DUSEnvConfig.train_seed_range).
+        env_kwargs: DUSEnvConfig overrides; the action type follows the algorithm unless given.
+        hyperparams: overrides of the algorithm's defaults.
+        eval_episodes: held-out episodes per evaluation (agents.seeds.eval_seeds); 0 disables evaluation.
+        eval_freq: environment steps between evaluations (default: 4 times per run).
+        checkpoint_freq: environment steps between checkpoints (default: 4 times per run).
+        progress_bar: show SB3's progress bar.
+        vec_env: "auto" (SubprocVecEnv when n_envs > 1), "dummy" or "subproc".
+        resume: continue from the latest checkpoint in ``out_dir``.
+        verbose: SB3 verbosity.
+    """
+    spec = algo_spec(algo)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env_kwargs = dict(env_kwargs or {})
+    env_kwargs.setdefault("action_type", spec.action_type)
+    if spec.name == "dqn" and env_kwargs["action_type"] != "discrete":
+        raise ConfigError("dqn needs a Discrete action space: use action_type='discrete'")
+    probe = make_env(env_id, env_kwargs).unwrapped
+    length, m = probe.episode_length, len(probe.modalities)
+    metadata = policy_metadata(probe, algo, env_id, {"seed": seed})
+    params = {**spec.defaults(length, m), **(hyperparams or {})}
+    if vec_env not in ("auto", "dummy", "subproc"):
+        raise ConfigError(f"vec_env must be auto, dummy or subproc, got {vec_env!r}")
+    cls = SubprocVecEnv if vec_env == "subproc" or (vec_env == "auto" and n_envs > 1) else DummyVecEnv
+    venv = make_vec_env(partial(make_env, env_id, env_kwargs), n_envs=n_envs, seed=seed, vec_env_cls=cls)
+    (out / "train_config.json").write_text(
+        json.dumps(
+            {
+                "env_id": env_id,
+                "algo": algo,
+                "timesteps": timesteps,
+                "n_envs": n_envs,
+                "seed": seed,
+                "env_kwargs": env_kwargs,
+                "hyperparams": {
+                    k: v if isinstance(v, int | float | str | bool) else repr(v) for k, v in params.items()
+                },
+                "episode_length": length,
+            },
+            indent=2,
+            default=str,
+        )
+    )
+    checkpoints = sorted(
+        (out / "checkpoints").glob(f"{algo}_*_steps.zip"), key=lambda p: int(re.findall(r"_(\d+)_steps", p.name)[0])
+    )
+    try:
+        if resume and checkpoints:
+            model = spec.sb3_class.load(checkpoints[-1], env=venv, device="cpu")
+            done = model.num_timesteps
+        else:
+            model = spec.sb3_class("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", **params)
+            done = 0
+        segment = len(list((out / "logs").glob("segment_*"))) if resume else 0
+        formats = ["csv"] + (["stdout"] if verbose else [])
+        try:
+            import tensorboard  # noqa: F401
+
+            formats.append("tensorboard")
+        except ImportError:
+            pass
+        model.set_logger(configure(str(out / "logs" / f"segment_{segment}"), formats))
+
+        per_env = max(1, n_envs)
+        callbacks: list[BaseCallback] = [
+            _CheckpointWithMetadata(
+                metadata,
+                save_freq=max(1, (checkpoint_freq or max(length, timesteps // 4)) // per_env),
+                save_path=str(out / "checkpoints"),
+                name_prefix=algo,
+            )
+        ]
+        eval_cb = None
+        if eval_episodes > 0:
+            eval_env = DummyVecEnv([partial(make_env, env_id, env_kwargs, eval_seeds(eval_episodes))])
+            eval_cb = EvalCallback(
+                eval_env,
+                n_eval_episodes=eval_episodes,
+                eval_freq=max(1, (eval_freq or max(length, timesteps // 4)) // per_env),
+                best_model_save_path=str(out / "best"),
+                log_path=str(out / "eval"),
+                deterministic=True,
+                callback_on_new_best=_MetadataOnSave(metadata, path=out / "best" / "best_model.zip"),
+                verbose=0,
+            )
+            callbacks.append(eval_cb)
+        remaining = max(0, timesteps - done)
+        model.learn(
+            remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=not done
+        )
+        final = save_policy(model, out / "policy.zip", {**metadata, "timesteps": int(model.num_timesteps)})
+    finally:
+        venv.close()
+    best = out / "best" / "best_model.zip"
+    returns = []
+    if (out / "eval" / "evaluations.npz").is_file():
+        with np.load(out / "eval" / "evaluations.npz") as ev:
+            returns = ev["results"].mean(axis=1).tolist()
+    return TrainedPolicy(
+        policy=best if best.is_file() else final,
+        final=final,
+        best=best if best.is_file() else None,
+        out_dir=out,
+        timesteps=int(model.num_timesteps),
+        eval_returns=returns,
+    )

@@ -1,0 +1,39 @@
+import numpy as np
+import pytest
+
+from agents.heuristic import HeuristicSampler
+from mml_backbones.errors import ConfigError
+from mml_backbones.observation import DiscrepancyObservation
+from mml_backbones.samplers import make_sampler
+
+
+def obs(cumulative, b=64):
+    m = tuple(f"m{i}" for i in range(len(cumulative)))
+    c = np.asarray(cumulative, float)
+    return DiscrepancyObservation(m, c, c, np.zeros(len(c)), 0.5, 10, b)
+
+
+def test_weaker_modality_gets_more_by_the_design_rule():
+    q = HeuristicSampler(gamma=1.0)(obs([0.6, 0.2]))
+    # ratios 1.5 and 0.5 -> 64 / 1.5 and 64 / 0.5
+    assert q == {"m0": 43, "m1": 128}
+    assert HeuristicSampler(gamma=0.0)(obs([0.6, 0.2])) == {"m0": 64, "m1": 64}
+    assert HeuristicSampler(gamma=2.0)(obs([0.6, 0.2])) == {"m0": 28, "m1": 256}
+
+
+def test_clipping_scales_with_the_batch_size():
+    q = HeuristicSampler(gamma=4.0, n_min=16, n_max=256)(obs([0.9, 0.05], b=32))
+    assert q == {"m0": 8, "m1": 128}  # bounds given at B = 64, halved at B = 32
+
+
+def test_equal_scores_and_the_start_give_uniform():
+    assert HeuristicSampler()(obs([0.0, 0.0, 0.0])) == {"m0": 64, "m1": 64, "m2": 64}
+
+
+def test_spec_parsing_and_errors():
+    s = make_sampler("heuristic:gamma=2,n_min=8")
+    assert isinstance(s, HeuristicSampler) and s.gamma == 2 and s.n_min == 8
+    with pytest.raises(ConfigError, match="options are gamma"):
+        make_sampler("heuristic:beta=1")
+    with pytest.raises(ConfigError, match="gamma must be"):
+        HeuristicSampler(gamma=-1)

@@ -1,0 +1,116 @@
+import zipfile
+
+import numpy as np
+import pytest
+from stable_baselines3 import PPO
+
+from agents.algorithms import ALGOS
+from agents.policy_io import METADATA, load_policy, read_metadata
+from agents.policy_sampler import PolicySampler
+from agents.training import train_policy
+from dus_env import DUSEnv
+from mml_backbones.config import replace
+from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
+from mml_backbones.samplers import make_sampler
+from mml_backbones.trainer import Trainer, TrainerConfig
+
+
+def test_training_writes_policies_checkpoints_logs_and_evaluations(trained_ppo):
+    out = trained_ppo.out_dir
+    assert trained_ppo.timesteps >= 64
+    assert (out / "policy.zip").is_file() and trained_ppo.best is not None
+    assert list((out / "checkpoints").glob("ppo_*_steps.zip"))
+    assert (out / "logs" / "segment_0" / "progress.csv").is_file()
+    assert len(trained_ppo.eval_returns) >= 1
+    for zip_path in [out / "policy.zip", trained_ppo.best, *(out / "checkpoints").glob("*.zip")]:
+        assert read_metadata(zip_path)["algo"] == "ppo"
+
+
+def test_policy_round_trip_is_deterministic_and_matches_the_model(trained_ppo, tiny_env):
+    model, meta = load_policy(trained_ppo.final)
+    sampler = PolicySampler(trained_ppo.final)
+    env = DUSEnv(**tiny_env)
+    env.reset(seed=3)
+    env.step(np.array([0.2, -0.4], np.float32))
+    o = env.trainer.observation()
+    q1, q2 = sampler(o), sampler(o)
+    assert q1 == q2
+    action, _ = model.predict(env.trainer.observation_vector(), deterministic=True)
+    assert q1 == env.quantities(action)  # the sampler reproduces the environment's own mapping
+    assert meta["modalities"] == ["strong", "weak"]
+
+
+def test_quantities_scale_with_the_downstream_batch_size(trained_ppo, tiny_env):
+    sampler = PolicySampler(trained_ppo.final)
+    env = DUSEnv(**tiny_env)
+    env.reset(seed=0)
+    o = env.trainer.observation()
+    doubled = replace(o, nominal_batch_size=64)
+    a, b = sampler(o), sampler(doubled)
+    assert all(abs(b[m] - 2 * a[m]) <= 1 for m in a)
+
+
+def test_policy_plugs_into_a_downstream_fit(trained_ppo, tiny_config):
+    sampler = make_sampler(f"policy:{trained_ppo.final}", modalities=("strong", "weak"))
+    result = Trainer(tiny_config).fit(sampler, progress=False)
+    assert 0 <= result.test["fused_acc"] <= 1
+
+
+def test_a_policy_refuses_a_run_with_another_number_of_modalities(trained_ppo):
+    with pytest.raises(ConfigError, match="trained for 2 modalities"):
+        make_sampler(f"policy:{trained_ppo.final}", modalities=("a", "b", "c"))
+    three = Trainer(TrainerConfig(dataset_options={"preset": "three_modal", "n_train": 128, "n_val": 64, "n_test": 64}))
+    with pytest.raises(ConfigError, match="trained for 2 modalities"):
+        PolicySampler(trained_ppo.final)(three.observation())
+
+
+def test_missing_corrupt_and_foreign_files_are_clear_errors(trained_ppo, tmp_path):
+    with pytest.raises(DataFileNotFoundError, match="not found"):
+        PolicySampler(tmp_path / "none.zip")
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(DataError, match="not a valid policy"):
+        PolicySampler(bad)
+    foreign = tmp_path / "foreign.zip"
+    model, _ = load_policy(trained_ppo.final)
+    PPO.save(model, foreign)  # a plain SB3 file without DUS metadata
+    with pytest.raises(DataError, match="is not a DUS policy"):
+        PolicySampler(foreign)
+    broken = tmp_path / "broken.zip"
+    with zipfile.ZipFile(trained_ppo.final) as src, zipfile.ZipFile(broken, "w") as dst:
+        for name in src.namelist():
+            if name != "policy.pth":
+                dst.writestr(name, src.read(name))
+    with pytest.raises(DataError, match="cannot load"):
+        PolicySampler(broken)
+    with zipfile.ZipFile(trained_ppo.final) as z:
+        assert METADATA in z.namelist()
+
+
+@pytest.mark.parametrize("algo", sorted(set(ALGOS) - {"ppo"}))
+def test_every_algorithm_trains_saves_and_runs_as_a_sampler(algo, tmp_path, tiny_env):
+    hyper = {"reinforce": {}, "a2c": {"n_steps": 4}}.get(algo, {"learning_starts": 8, "batch_size": 8})
+    result = train_policy(
+        "dus_env/DUS-v0", algo, timesteps=24, out_dir=tmp_path, env_kwargs=tiny_env, hyperparams=hyper, eval_episodes=0
+    )
+    sampler = PolicySampler(result.final)
+    env = DUSEnv(**{**tiny_env, "action_type": sampler.metadata["action"]["type"]})
+    env.reset(seed=0)
+    q = sampler(env.trainer.observation())
+    assert set(q) == {"strong", "weak"} and all(8 <= n <= 128 for n in q.values())
+
+
+def test_dqn_needs_a_discrete_action_space(tmp_path, tiny_env):
+    with pytest.raises(ConfigError, match="Discrete"):
+        train_policy("dus_env/DUS-v0", "dqn", 8, tmp_path, env_kwargs={**tiny_env, "action_type": "box"})
+    with pytest.raises(ConfigError, match="unknown algorithm"):
+        train_policy("dus_env/DUS-v0", "trpo", 8, tmp_path, env_kwargs=tiny_env)
+
+
+def test_training_resumes_from_its_latest_checkpoint(tmp_path, tiny_env):
+    kw = {"env_kwargs": tiny_env, "hyperparams": {"n_steps": 16, "batch_size": 16, "n_epochs": 1}, "eval_episodes": 0}
+    first = train_policy("dus_env/DUS-v0", "ppo", 32, tmp_path, checkpoint_freq=16, **kw)
+    assert first.timesteps == 32
+    resumed = train_policy("dus_env/DUS-v0", "ppo", 64, tmp_path, checkpoint_freq=16, resume=True, **kw)
+    assert resumed.timesteps == 64
+    assert (tmp_path / "logs" / "segment_1").is_dir()
