@@ -357,11 +357,11 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
         self.optimizer.step()
         with torch.no_grad():
+            # modalities a method did not run this iteration (alternating methods) are not scored
             scores = {
-                m: float(
-                    torch.softmax(result.output.unimodal_logits[m], -1).gather(1, batch.labels_of(m)[:, None]).mean()
-                )
-                for m in self.modalities
+                m: float(torch.softmax(logits, -1).gather(1, batch.labels_of(m)[: len(logits), None]).mean())
+                for m, logits in result.output.unimodal_logits.items()
+                if len(logits)
             }
         bad = [k for k, v in result.losses.items() if not math.isfinite(v)]
         if bad:

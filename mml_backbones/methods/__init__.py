@@ -68,6 +68,16 @@ register_method(
     summary="fusion loss only (the Concat baseline); unimodal heads are detached monitors",
 )
 register_method("ogm_ge", "mml_backbones.methods.ogm_ge:OGMGE", summary="on-the-fly gradient modulation (CVPR 2022)")
+register_method(
+    "mie",
+    "mml_backbones.methods.mie:MIE",
+    summary="alternating unimodal SAM + flat-direction gradient modification (MIE/IGM, IJCAI 2025)",
+)
+register_method(
+    "mla",
+    "mml_backbones.methods.mla:MLA",
+    summary="alternating unimodal learning, shared head, orthogonal gradient projection (CVPR 2024)",
+)
 
 __all__ = [
     "METHODS",
