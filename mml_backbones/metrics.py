@@ -10,6 +10,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, f1_score
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 
 def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
@@ -60,7 +61,8 @@ def linear_probe(
         train_features, train_labels = train_features[keep], train_labels[keep]
     scaler = StandardScaler().fit(train_features)
     clf = LogisticRegression(C=config.C, max_iter=config.max_iter)
-    with warnings.catch_warnings():
+    # one BLAS thread: these problems are small, and a multi-threaded BLAS beside torch's threads ran ~30x slower
+    with warnings.catch_warnings(), threadpool_limits(1):
         # a probe that stops at max_iter is still a valid (slightly under-fitted) measurement
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(scaler.transform(train_features), train_labels)

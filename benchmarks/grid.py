@@ -1,0 +1,199 @@
+"""Running a grid of training runs that survives interruption.
+
+A cell is one ``Trainer.fit`` (dataset, method, modalities, sampler, seed, schedule). Each finished cell is
+appended to a CSV at once (one row, flushed); a re-run reads the CSV and skips the cells already there, so an
+interrupted grid loses at most the cells in flight. Cells run in local worker processes (one torch thread
+each) or, with ``backend="ray"``, as Ray tasks (``ray.init()`` locally or ``address=`` a cluster).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of a grid.
+
+    Attributes:
+        group: the table row it belongs to (e.g. "concat", "weak alone", "heuristic").
+        dataset: dataset name; dataset_options: its loader options.
+        method: method name; method_options: its overrides.
+        modalities: train on these modalities only (None: all).
+        sampler: sampler spec (uniform, heuristic:gamma=2, policy:PATH.zip).
+        seed: training seed.
+        epochs: epochs of the schedule.
+        trainer: further TrainerConfig fields (fusion via model, statistics, batch size, ...).
+    """
+
+    group: str
+    dataset: str
+    method: str
+    seed: int
+    epochs: int
+    sampler: str = "uniform"
+    modalities: tuple[str, ...] | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    method_options: dict[str, Any] = field(default_factory=dict)
+    trainer: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """A stable id of the cell (its settings hashed)."""
+        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
+    """Train one cell and return its result row (flat: settings, test and val metrics, timing)."""
+    import torch
+
+    from mml_backbones.config import from_dict
+    from mml_backbones.samplers import make_sampler
+    from mml_backbones.trainer import Trainer, TrainerConfig
+
+    torch.set_num_threads(threads)
+    config = from_dict(
+        TrainerConfig,
+        {
+            "dataset": cell.dataset,
+            "dataset_options": dict(cell.dataset_options),
+            "method": cell.method,
+            "method_options": dict(cell.method_options),
+            "modalities": cell.modalities,
+            "epochs": cell.epochs,
+            "seed": cell.seed,
+            **cell.trainer,
+        },
+    )
+    trainer = Trainer(config)
+    sampler = make_sampler(cell.sampler, modalities=trainer.modalities, batch_size=config.batch_size)
+    start = time.perf_counter()
+    result = trainer.fit(sampler, progress=False)
+    row: dict[str, Any] = {
+        "key": cell.key,
+        "group": cell.group,
+        "dataset": cell.dataset,
+        "preset": cell.dataset_options.get("preset", ""),
+        "method": cell.method,
+        "sampler": cell.sampler,
+        "modalities": ",".join(trainer.modalities),
+        "seed": cell.seed,
+        "epochs": cell.epochs,
+        "best_epoch": result.best_epoch,
+        "seconds": time.perf_counter() - start,
+        "seconds_per_epoch": (time.perf_counter() - start) / cell.epochs,
+    }
+    row.update({f"test/{k}": v for k, v in result.test.items()})
+    row.update({f"val/{k}": v for k, v in result.val.items()})
+    for m, n in zip(trainer.modalities, trainer.statistics.samples):
+        row[f"samples/{m}"] = int(n)
+    bayes = trainer.splits.info.get("bayes_accuracy", {})
+    if "all" in bayes:
+        row["bayes/all"] = bayes["all"]
+    return row
+
+
+class ResultsCsv:
+    """The grid's CSV: rows appended as cells finish, keys of finished cells readable."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def done(self) -> set[str]:
+        """Keys of the cells already in the file."""
+        return set(self.read()["key"]) if self.path.is_file() else set()
+
+    def read(self):  # -> pd.DataFrame
+        """The file as a DataFrame."""
+        import pandas as pd
+
+        return pd.read_csv(self.path) if self.path.is_file() else pd.DataFrame({"key": []})
+
+    def append(self, row: dict[str, Any]) -> None:
+        """Append one row; a new column rewrites the file once with the widened header."""
+        import pandas as pd
+
+        if self.path.is_file():
+            old = pd.read_csv(self.path)
+            if set(row) - set(old.columns):
+                pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(self.path, index=False)
+                return
+            fields = list(old.columns)
+        else:
+            fields = list(row)
+        new = not self.path.is_file()
+        with self.path.open("a", newline="") as f:
+            w = csv.DictWriter(f, fields, extrasaction="ignore")
+            if new:
+                w.writeheader()
+            w.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def run_grid(
+    cells: Sequence[Cell],
+    csv_path: str | Path,
+    workers: int = 1,
+    backend: str = "local",
+    address: str | None = None,
+    progress: bool = True,
+    runner: Callable[[Cell], dict[str, Any]] = run_cell,
+) -> ResultsCsv:
+    """Run every cell not yet in ``csv_path``; each result is appended as soon as it finishes."""
+    out = ResultsCsv(csv_path)
+    todo = _unique(c for c in cells if c.key not in out.done())
+    bar = tqdm(total=len(todo), disable=not progress, desc="cells")
+    if backend == "ray":
+        _run_ray(todo, out, bar, address, runner)
+    elif backend == "local":
+        if workers <= 1:
+            for cell in todo:
+                out.append(runner(cell))
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                futures = [pool.submit(runner, c) for c in todo]
+                for f in as_completed(futures):
+                    out.append(f.result())
+                    bar.update()
+    else:
+        raise ValueError(f"unknown backend {backend!r}; valid: local, ray")
+    bar.close()
+    return out
+
+
+def _run_ray(todo: list[Cell], out: ResultsCsv, bar: Any, address: str | None, runner: Callable) -> None:
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("the ray backend needs Ray: pip install 'dus[ray]'") from e
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    task = ray.remote(num_cpus=1)(runner)
+    pending = [task.remote(c) for c in todo]
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        out.append(ray.get(ready[0]))
+        bar.update()
+
+
+def _unique(cells: Iterable[Cell]) -> list[Cell]:
+    seen, out = set(), []
+    for c in cells:
+        if c.key not in seen:
+            seen.add(c.key)
+            out.append(c)
+    return out

@@ -1,0 +1,50 @@
+"""Tables for RESULTS.md: mean +- std over seeds per group, paired differences with 95% intervals."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
+    """``mean ± std`` of a series (empty string when it has no values)."""
+    v = values.dropna().to_numpy(dtype=float)
+    if len(v) == 0:
+        return ""
+    std = v.std(ddof=1) if len(v) > 1 else 0.0
+    return f"{scale * v.mean():.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def mean_std_table(df: pd.DataFrame, order: Sequence[str] | None = None, by: str = "group") -> pd.DataFrame:
+    """Per group: test fused accuracy, each modality's test probe accuracy (all %), s/epoch and seeds."""
+    probes = sorted(c for c in df if c.startswith("test/probe/") and df[c].notna().any())
+    rows = []
+    groups = order or list(dict.fromkeys(df[by]))
+    for g in groups:
+        part = df[df[by] == g]
+        if part.empty:
+            continue
+        row = {by: g, "test acc (%)": pm(part["test/fused_acc"])}
+        for c in probes:
+            row[f"probe {c.split('/')[-1]} (%)"] = pm(part[c])
+        if "bayes/all" in part and part["bayes/all"].notna().any():
+            row["acc / Bayes"] = f"{(part['test/fused_acc'] / part['bayes/all']).mean():.3f}"
+        row["s/epoch"] = f"{part['seconds_per_epoch'].mean():.2f}"
+        row["seeds"] = part["seed"].nunique()
+        rows.append(row)
+    return pd.DataFrame(rows).set_index(by)
+
+
+def paired_difference(df: pd.DataFrame, metric: str, group: str, reference: str, by: str = "group") -> dict:
+    """Mean difference of ``metric`` between ``group`` and ``reference`` over shared seeds, with a 95% CI."""
+    a = df[df[by] == group].set_index("seed")[metric]
+    b = df[df[by] == reference].set_index("seed")[metric]
+    common = a.index.intersection(b.index)
+    d = (a.loc[common] - b.loc[common]).to_numpy(dtype=float)
+    if len(d) == 0:
+        return {"mean": np.nan, "low": np.nan, "high": np.nan, "n": 0}
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
+    return {"mean": d.mean(), "low": d.mean() - half, "high": d.mean() + half, "n": len(d)}
