@@ -35,6 +35,7 @@ class Cell:
         seed: training seed.
         epochs: epochs of the schedule.
         trainer: further TrainerConfig fields (fusion via model, statistics, batch size, ...).
+        run_root: keep the run directory (metrics.csv, decisions.csv, ...) under run_root/<key> (None: none).
     """
 
     group: str
@@ -47,11 +48,12 @@ class Cell:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     method_options: dict[str, Any] = field(default_factory=dict)
     trainer: dict[str, Any] = field(default_factory=dict)
+    run_root: str | None = None
 
     @property
     def key(self) -> str:
-        """A stable id of the cell (its settings hashed)."""
-        blob = json.dumps(asdict(self), sort_keys=True, default=str)
+        """A stable id of the cell (its settings hashed; where its run directory goes is not a setting)."""
+        blob = json.dumps({**asdict(self), "run_root": None}, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -80,7 +82,8 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     trainer = Trainer(config)
     sampler = make_sampler(cell.sampler, modalities=trainer.modalities, batch_size=config.batch_size)
     start = time.perf_counter()
-    result = trainer.fit(sampler, progress=False)
+    run_dir = Path(cell.run_root) / cell.key if cell.run_root else None
+    result = trainer.fit(sampler, run_dir=run_dir, progress=False)
     row: dict[str, Any] = {
         "key": cell.key,
         "group": cell.group,
@@ -92,6 +95,7 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
         "seed": cell.seed,
         "epochs": cell.epochs,
         "best_epoch": result.best_epoch,
+        "run_dir": str(run_dir) if run_dir else "",
         "seconds": time.perf_counter() - start,
         "seconds_per_epoch": (time.perf_counter() - start) / cell.epochs,
     }

@@ -1,0 +1,77 @@
+import pandas as pd
+import pytest
+
+from benchmarks.grid import Cell, ResultsCsv, run_cell, run_grid
+from benchmarks.report import mean_std_table, paired_difference
+
+
+def cells(n):
+    return [Cell(group=f"g{i % 2}", dataset="synthetic", method="joint", seed=i, epochs=1) for i in range(n)]
+
+
+class FakeRunner:
+    def __init__(self, fail_at=None):
+        self.calls, self.fail_at = [], fail_at
+
+    def __call__(self, cell):
+        if len(self.calls) == self.fail_at:
+            raise KeyboardInterrupt
+        self.calls.append(cell.key)
+        return {"key": cell.key, "group": cell.group, "seed": cell.seed, "test/fused_acc": 0.5 + cell.seed / 100}
+
+
+def test_finished_cells_are_kept_when_the_grid_is_interrupted_and_skipped_on_rerun(tmp_path):
+    csv = tmp_path / "r.csv"
+    with pytest.raises(KeyboardInterrupt):
+        run_grid(cells(4), csv, runner=FakeRunner(fail_at=2), progress=False)
+    assert len(ResultsCsv(csv).read()) == 2  # written as they finished
+    again = FakeRunner()
+    df = run_grid(cells(4), csv, runner=again, progress=False).read()
+    assert len(again.calls) == 2 and len(df) == 4 and df["key"].is_unique
+
+
+def test_cell_keys_are_stable_and_ignore_where_runs_are_kept():
+    a = Cell(group="x", dataset="synthetic", method="joint", seed=0, epochs=1)
+    b = Cell(group="x", dataset="synthetic", method="joint", seed=0, epochs=1, run_root="/elsewhere")
+    c = Cell(group="x", dataset="synthetic", method="joint", seed=1, epochs=1)
+    assert a.key == b.key != c.key
+
+
+def test_a_real_cell_runs_end_to_end(tmp_path):
+    cell = Cell(
+        group="concat",
+        dataset="synthetic",
+        method="concat",
+        seed=0,
+        epochs=1,
+        dataset_options={"preset": "mild", "n_train": 256, "n_val": 128, "n_test": 128},
+        trainer={"batch_size": 32, "model": {"feature_dim": 16}},
+        run_root=str(tmp_path),
+    )
+    row = run_cell(cell)
+    assert 0 <= row["test/fused_acc"] <= 1 and row["bayes/all"] > 0.8
+    assert (tmp_path / cell.key / "metrics.csv").is_file()
+
+
+def test_new_columns_widen_the_csv(tmp_path):
+    out = ResultsCsv(tmp_path / "r.csv")
+    out.append({"key": "a", "x": 1})
+    out.append({"key": "b", "x": 2, "y": 3})
+    df = out.read()
+    assert list(df.columns) == ["key", "x", "y"] and pd.isna(df.loc[0, "y"]) and df.loc[1, "y"] == 3
+
+
+def test_summary_tables():
+    df = pd.DataFrame(
+        {
+            "group": ["a", "a", "a", "b", "b", "b"],
+            "seed": [0, 1, 2, 0, 1, 2],
+            "test/fused_acc": [0.80, 0.82, 0.84, 0.81, 0.84, 0.86],
+            "test/probe/weak": [0.4, 0.4, 0.4, 0.5, 0.5, 0.5],
+            "seconds_per_epoch": [1.0] * 6,
+        }
+    )
+    t = mean_std_table(df)
+    assert t.loc["a", "test acc (%)"] == "82.00 ± 2.00" and t.loc["b", "seeds"] == 3
+    d = paired_difference(df, "test/fused_acc", "b", "a")
+    assert d["mean"] == pytest.approx(0.0166667, abs=1e-6) and d["low"] < d["mean"] < d["high"] and d["n"] == 3
