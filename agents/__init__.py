@@ -1,0 +1,29 @@
+"""agents: samplers (uniform, heuristic, learned SB3 policy) and SB3 policy training for the DUS environment.
+
+Names are imported on first use, so that ``import agents.heuristic`` (what ``--sampler heuristic`` loads) does
+not pull in Stable-Baselines3.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "HeuristicSampler": "agents.heuristic",
+    "PolicySampler": "agents.policy_sampler",
+    "TrainedPolicy": "agents.training",
+    "train_policy": "agents.training",
+    "load_policy": "agents.policy_io",
+    "read_metadata": "agents.policy_io",
+    "save_policy": "agents.policy_io",
+    "UniformSampler": "mml_backbones.samplers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'agents' has no attribute {name!r}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import platform
 import re
+import warnings
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -26,6 +27,7 @@ import stable_baselines3
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import dus_env  # noqa: F401 - registers the environment ids (in SubprocVecEnv workers too)
@@ -41,7 +43,7 @@ from mml_backbones.errors import ConfigError
 def make_env(env_id: str, env_kwargs: dict[str, Any], seeds: list[int] | None = None) -> gym.Env:
     """Build one environment (module-level so that SubprocVecEnv can pickle it)."""
     env = gym.make(env_id, **env_kwargs)
-    return FixedSeedCycle(env, seeds) if seeds else env
+    return Monitor(FixedSeedCycle(env, seeds)) if seeds else env
 
 
 def policy_metadata(env: DUSEnv, algo: str, env_id: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -231,9 +233,12 @@ def train_policy(
             )
             callbacks.append(eval_cb)
         remaining = max(0, timesteps - done)
-        model.learn(
-            remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=not done
-        )
+        with warnings.catch_warnings():
+            # evaluation deliberately runs in one in-process environment beside SubprocVecEnv training
+            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+            model.learn(
+                remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=not done
+            )
         final = save_policy(model, out / "policy.zip", {**metadata, "timesteps": int(model.num_timesteps)})
     finally:
         venv.close()
