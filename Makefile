@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= dev,data
+EXTRAS ?= dev,data,text
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint format bench clean

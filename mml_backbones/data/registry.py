@@ -84,3 +84,14 @@ register_dataset(
     "CREMA-D audio-visual emotion, the OGM-GE/BalanceBenchmark preprocessed layout",
     needs_path=True,
 )
+register_dataset(
+    "artelingo",
+    "mml_backbones.data.artelingo:load_artelingo",
+    "ArtELingo image + comment emotions (en/ar/zh, Spanish transfer), the public CSV + WikiArt layout",
+    needs_path=True,
+)
+register_dataset(
+    "emotion_synthetic",
+    "mml_backbones.data.emotion_synthetic:load_emotion_synthetic",
+    "synthetic image + comment emotions where the language changes what words mean (tests ECSP's prompts)",
+)

@@ -69,6 +69,11 @@ register_method(
 )
 register_method("ogm_ge", "mml_backbones.methods.ogm_ge:OGMGE", summary="on-the-fly gradient modulation (CVPR 2022)")
 register_method(
+    "ecsp",
+    "mml_backbones.methods.ecsp:ECSP",
+    summary="text head + fusion head ensemble, weight chosen on validation (ECSP, WECIA 2023)",
+)
+register_method(
     "mie",
     "mml_backbones.methods.mie:MIE",
     summary="alternating unimodal SAM + flat-direction gradient modification (MIE/IGM, IJCAI 2025)",

@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-TINY_ENV = {
-    "dataset_options": {"preset": "mild", "n_train": 256, "n_val": 128, "n_test": 128},
-    "batch_size": 32,
-    "episode_epochs": 1,
-    "decision_interval": 2,
-    "n_min": 8,
-    "n_max": 128,
-}
+import dus_env
+
+TINY_ENV = dus_env.TINY
 
 
 @pytest.fixture

@@ -13,14 +13,7 @@ import dus_env
 from dus_env import DUSEnv
 from dus_env.wrappers import FixedSeedCycle
 
-TINY = {
-    "dataset_options": {"preset": "mild", "n_train": 256, "n_val": 128, "n_test": 128},
-    "batch_size": 32,
-    "episode_epochs": 1,
-    "decision_interval": 2,
-    "n_min": 8,
-    "n_max": 128,
-}
+TINY = dus_env.TINY
 
 
 def tiny(**kw):
