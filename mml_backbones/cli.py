@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -39,6 +40,13 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--method", default="joint", help=f"training method: {', '.join(METHODS.names())}")
     g.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="override a method config field")
     g.add_argument("--encoder", help="encoder for every modality (default: by input shape)")
+    g.add_argument("--encoders", help="per-modality encoders, e.g. text=minilm,image=mlp")
+    g.add_argument(
+        "--encoder-option",
+        action="append",
+        metavar="MODALITY.KEY=VALUE",
+        help="encoder option for one modality (or *.KEY=VALUE for all), e.g. text.freeze=true",
+    )
     g.add_argument(
         "--fusion", help="fusion module: concat, sum, film, gated, late (default: the method's paper's, else concat)"
     )
@@ -74,6 +82,8 @@ def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
         method_options=parse_options(args.method_option),
         model=ModelConfig(
             encoder=args.encoder,
+            encoders=dict(pair.split("=", 1) for pair in args.encoders.split(",")) if args.encoders else {},
+            encoder_options=_encoder_options(args.encoder_option),
             fusion=args.fusion or METHODS.get(args.method).method_class().recommended_fusion or "concat",
             feature_dim=args.feature_dim,
         ),
@@ -86,6 +96,16 @@ def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
         device=args.device,
         num_threads=args.threads,
     )
+
+
+def _encoder_options(pairs: Sequence[str] | None) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in parse_options(pairs).items():
+        modality, dot, option = key.partition(".")
+        if not dot or not option:
+            raise DUSError(f"--encoder-option needs MODALITY.KEY=VALUE, got {key!r}")
+        out.setdefault(modality, {})[option] = value
+    return out
 
 
 def result_table(result: FitResult, modalities: Sequence[str]) -> pd.DataFrame:

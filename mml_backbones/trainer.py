@@ -235,7 +235,8 @@ class Trainer:
         self._torch_rng = torch.Generator().manual_seed(config.seed).get_state()
         self._rng_active = False
         with self.rng():
-            self.model = build_model(config.model, self.train_data).to(self.device)
+            defaults = splits.info.get("encoder_defaults")
+            self.model = build_model(config.model, self.train_data, defaults).to(self.device)
         context = MethodContext(
             modalities=self.modalities,
             num_classes=splits.num_classes,

@@ -349,6 +349,8 @@ def load_artelingo(
         "image_source": image_source,
         "prompt": prompt,
         "tokenizer": tok.describe(),
+        # the from-scratch text encoder needs the size of the vocabulary built here
+        "encoder_defaults": {"text": {"text": {"vocab_size": tok.vocab_size}}},
         "max_length": max_length,
         "dropped_rows": dropped,
     }

@@ -296,6 +296,8 @@ def generate(
         "description": "image + comment emotions; the language changes what the cue words mean",
         "prompt": prompt,
         "tokenizer": tok.describe(),
+        # the from-scratch text encoder needs the size of the vocabulary built here
+        "encoder_defaults": {"text": {"text": {"vocab_size": tok.vocab_size}}},
         "max_length": max_length,
         "split_rule": "by painting",
         "bayes_accuracy": {k: v["accuracy"] for k, v in bayes.items()},

@@ -110,8 +110,17 @@ class MultimodalModel(nn.Module):
         return self.fusion.contributions({m: features[m][:n] for m in self.modalities}, self.fusion_head)
 
 
-def build_model(config: ModelConfig, dataset: MultimodalDataset) -> MultimodalModel:
-    """Build the model described by ``config`` for the modalities and classes of ``dataset``."""
+def build_model(
+    config: ModelConfig,
+    dataset: MultimodalDataset,
+    encoder_defaults: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+) -> MultimodalModel:
+    """Build the model described by ``config`` for the modalities and classes of ``dataset``.
+
+    ``encoder_defaults`` (modality -> encoder name -> options) are options a loader knows the encoders need,
+    such as the vocabulary size of the tokenizer it built; they apply when that encoder is chosen, under the
+    options of ``config``.
+    """
     unknown = sorted(set(config.encoders) - set(dataset.modality_names))
     unknown += sorted(set(config.encoder_options) - set(dataset.modality_names) - {"*"})
     if unknown:
@@ -121,7 +130,11 @@ def build_model(config: ModelConfig, dataset: MultimodalDataset) -> MultimodalMo
         shape = dataset.input_shape(m)
         dtype = dataset.modalities[m].dtype
         name = config.encoders.get(m) or config.encoder or default_encoder_name(shape, dtype)
-        options = {**config.encoder_options.get("*", {}), **config.encoder_options.get(m, {})}
+        options = {
+            **(encoder_defaults or {}).get(m, {}).get(name, {}),
+            **config.encoder_options.get("*", {}),
+            **config.encoder_options.get(m, {}),
+        }
         encoders[m] = build_encoder(name, shape, config.feature_dim, **options)
     fusion = build_fusion(config.fusion, {m: e.feature_dim for m, e in encoders.items()}, **config.fusion_options)
     return MultimodalModel(encoders, dataset.num_classes, fusion)

@@ -41,3 +41,12 @@ def test_datasets_and_methods_listings(capsys):
 
 def test_parse_options_reads_json_values():
     assert parse_options(["a=1", "b=[1, 2]", "c=text", "d=true"]) == {"a": 1, "b": [1, 2], "c": "text", "d": True}
+
+
+def test_per_modality_encoders_and_options_reach_the_model(tmp_path):
+    args = ["train", *TINY, "--encoders", "weak=mlp,strong=mlp", "--encoder-option", "weak.hidden=[8]"]
+    assert main([*args, "--out", str(tmp_path)]) == 0
+    config = json.loads((tmp_path / "config.json").read_text())["trainer"]["model"]
+    assert config["encoders"] == {"weak": "mlp", "strong": "mlp"}
+    assert config["encoder_options"] == {"weak": {"hidden": [8]}}
+    assert main(["train", *TINY, "--encoder-option", "hidden=[8]"]) == 2
