@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     df = df[df["key"].isin({c.key for c in grid})]
     for dataset, part in df.groupby("dataset", sort=False):
         print(f"\n### {dataset} ({part['seed'].nunique()} seeds, {int(part['epochs'].iloc[0])} epochs)\n")
-        print(mean_std_table(part, order=list(dict.fromkeys(c.group for c in grid))).to_markdown())
+        order = list(dict.fromkeys(c.group for c in grid if c.dataset == dataset))
+        print(mean_std_table(part, order=order).to_markdown())
     return df
 
 
