@@ -53,7 +53,9 @@ class Cell:
     @property
     def key(self) -> str:
         """A stable id of the cell (its settings hashed; where its run directory goes is not a setting)."""
-        blob = json.dumps({**asdict(self), "run_root": None}, sort_keys=True, default=str)
+        settings = asdict(self)
+        settings.pop("run_root")
+        blob = json.dumps(settings, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
