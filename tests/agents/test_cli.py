@@ -1,0 +1,37 @@
+import json
+
+from mml_backbones.cli import main
+
+TINY = ["--preset", "mild", "--dataset-option", "n_train=256", "--dataset-option", "n_val=128"]
+TINY += ["--dataset-option", "n_test=128", "--epochs", "1", "--batch-size", "32", "--no-progress"]
+
+
+def test_downstream_training_with_every_sampler_kind(trained_ppo, tmp_path, capsys):
+    for spec in ("uniform", "heuristic:gamma=2", f"policy:{trained_ppo.final}"):
+        out = tmp_path / spec.split(":")[0]
+        assert main(["train", *TINY, "--sampler", spec, "--out", str(out)]) == 0
+        assert "fused_acc" in capsys.readouterr().out
+        decisions = (out / "decisions.csv").read_text().splitlines()
+        assert len(decisions) > 1 and decisions[0].startswith("iteration,epoch,n/strong,n/weak")
+    config = json.loads((tmp_path / "policy" / "config.json").read_text())
+    assert config["sampler"].startswith("PolicySampler(")
+
+
+def test_policy_errors_from_the_cli(trained_ppo, tmp_path, capsys):
+    three = ["train", "--preset", "three_modal", "--dataset-option", "n_train=128", "--epochs", "1", "--no-progress"]
+    assert main([*three, "--sampler", f"policy:{trained_ppo.final}"]) == 2
+    assert "trained for 2 modalities" in capsys.readouterr().err
+    bad = tmp_path / "bad.zip"
+    bad.write_text("not a zip")
+    assert main(["train", *TINY, "--sampler", f"policy:{bad}"]) == 2
+    assert "not a valid policy" in capsys.readouterr().err
+
+
+def test_train_policy_and_eval_policy_commands(tmp_path, capsys):
+    env = ["--env", "dus_env/DUS-Tiny-v0"]
+    args = ["train-policy", *env, "--algo", "reinforce", "--timesteps", "16", "--out", str(tmp_path), "--no-progress"]
+    assert main([*args, "--eval-episodes", "1", "--eval-freq", "8"]) == 0
+    assert "policy:" in capsys.readouterr().out
+    assert main(["eval-policy", "--policy", str(tmp_path / "policy.zip"), "--episodes", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "uniform" in out and "heuristic" in out and "reinforce" in out and "final_val_acc" in out
