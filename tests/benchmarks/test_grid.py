@@ -77,3 +77,21 @@ def test_summary_tables():
     assert t.loc["a", "test acc (%)"] == "82.00 ± 2.00" and t.loc["b", "seeds"] == 3
     d = paired_difference(df, "test/fused_acc", "b", "a")
     assert d["mean"] == pytest.approx(0.0166667, abs=1e-6) and d["low"] < d["mean"] < d["high"] and d["n"] == 3
+
+
+def test_ray_backend_runs_cells_as_tasks(tmp_path):
+    pytest.importorskip("ray", reason="the ray backend is an optional extra (pip install 'dus[ray]')")
+    grid = [
+        Cell(
+            group="concat",
+            dataset="synthetic",
+            method="concat",
+            seed=s,
+            epochs=1,
+            dataset_options={"preset": "mild", "n_train": 256, "n_val": 128, "n_test": 128},
+            trainer={"batch_size": 32},
+        )
+        for s in range(2)
+    ]
+    df = run_grid(grid, tmp_path / "r.csv", backend="ray", progress=False).read()
+    assert sorted(df["seed"]) == [0, 1] and df["test/fused_acc"].between(0, 1).all()
