@@ -212,11 +212,16 @@ def env_table(df: pd.DataFrame) -> pd.DataFrame:
             g = df[df["dataset"] == ds].assign(group=lambda x: x["sampler"])
             d = paired_difference(g, "return", samp, "uniform")
             row["Δ vs uniform (pp)"] = f"{d['mean']:+.2f} [{d['low']:+.2f}, {d['high']:+.2f}]"
-        for c in [c for c in part if c.startswith("mean_n/") and part[c].notna().any()]:
-            row[c.replace("mean_n/", "mean n ")] = f"{part[c].mean():.0f}"
+        means = [
+            f"{c[len('mean_n/') :]} {part[c].mean():.0f}"
+            for c in part
+            if c.startswith("mean_n/") and part[c].notna().any()
+        ]
+        row["mean quantities"] = ", ".join(means)
         row["seeds"] = part["seed"].nunique()
         rows.append(row)
-    return pd.DataFrame(rows).fillna("")
+    cols = ["dataset", "sampler", "return (pp)", "Δ vs uniform (pp)", "mean quantities", "seeds"]
+    return pd.DataFrame(rows).reindex(columns=cols).fillna("")
 
 
 def figures(df: pd.DataFrame, tag: str) -> list[Path]:
