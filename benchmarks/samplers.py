@@ -47,6 +47,8 @@ DATASETS: dict[str, tuple[str, dict[str, Any]]] = {
 POLICY_ENVS = {2: "dus_env/DUS-v0", 3: "dus_env/DUS-ThreeModal-v0"}
 METHODS = ("joint", "ogm_ge", "mie")
 SAMPLERS = ("uniform", "heuristic", "ppo", "reinforce")
+#: the order of rows in tables and figures
+RANK = {name: i for i, name in enumerate(("concat", *METHODS, *SAMPLERS, *DATASETS))}
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,11 @@ def summarise(df: pd.DataFrame, bayes: dict[str, float]) -> pd.DataFrame:
             row["weakest probe (%)"] = f"{weakest.split('/')[-1]} {pm(part[weakest])}"
         row["seeds"] = part["seed"].nunique()
         rows.append(row)
-    return pd.DataFrame(rows).fillna("")
+    out = pd.DataFrame(rows).fillna("")
+    keys = ["dataset", "method", "sampler"]
+    return out.sort_values(keys, key=lambda col: col.map(lambda v: RANK.get(v, 99)), kind="stable").reset_index(
+        drop=True
+    )
 
 
 def env_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -239,6 +245,7 @@ def figures(df: pd.DataFrame, tag: str) -> list[Path]:
     for ax, ds in zip(axes[0], datasets):
         part = df[df["ds"] == ds]
         stats_ = part.groupby(["meth", "samp"], sort=False)["test/fused_acc"].agg(["mean", "std"]) * 100
+        stats_ = stats_.sort_index(key=lambda idx: idx.map(lambda v: RANK.get(v, 99)))
         labels = [f"{m}\n{s}" for m, s in stats_.index]
         ax.errorbar(range(len(stats_)), stats_["mean"], yerr=stats_["std"], fmt="o", capsize=3)
         ax.set_xticks(range(len(stats_)), labels, rotation=90, fontsize=7)
