@@ -257,7 +257,8 @@ def figures(df: pd.DataFrame, tag: str) -> list[Path]:
     plt.close(fig)
     paths.append(p)
 
-    kept = df[df["run_dir"].fillna("").astype(str).str.len() > 0]
+    # run directories are kept for one seed and not committed; without them there are no curves to draw
+    kept = df[df["run_dir"].fillna("").astype(str).map(lambda p: bool(p) and Path(p).is_dir())]
     first = kept[(kept["meth"] == "joint")]
     if first.empty:
         return paths
