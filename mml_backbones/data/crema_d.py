@@ -64,8 +64,8 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from mml_backbones.data.cache import cache_dir
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
-from mml_backbones.data.hapt import cache_dir
 from mml_backbones.data.splits import stratified_split
 from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import importlib.util
-import os
 import pickle
 from pathlib import Path
 from typing import Any, ClassVar
@@ -27,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from mml_backbones.data.cache import cache_dir
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
 from mml_backbones.errors import DataError, DataFileNotFoundError
 
@@ -128,11 +128,6 @@ def _windows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 ys.append(lab[0] - 1)
                 users.append(user)
     return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64), np.asarray(users, dtype=np.int64)
-
-
-def cache_dir() -> Path:
-    """Directory of cached preprocessed data (DUS_CACHE_DIR, else ~/.cache/dus)."""
-    return Path(os.environ.get("DUS_CACHE_DIR", Path.home() / ".cache" / "dus"))
 
 
 def load_windows(path: str | Path | None = None, cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
