@@ -93,22 +93,28 @@ def _shallow(config: TrainerConfig) -> dict[str, Any]:
     return {f: getattr(config, f) for f in config.__dataclass_fields__}
 
 
+def paired_difference(df: pd.DataFrame, metric: str, group: str, reference: str, by: str = "group") -> dict:
+    """Mean difference of ``metric`` between ``group`` and ``reference`` over shared seeds, with a 95% t-interval."""
+    a = df[df[by] == group].set_index("seed")[metric]
+    b = df[df[by] == reference].set_index("seed")[metric]
+    common = a.index.intersection(b.index)
+    d = (a.loc[common] - b.loc[common]).to_numpy(dtype=float)
+    if len(d) == 0:
+        return {"mean": np.nan, "low": np.nan, "high": np.nan, "n": 0}
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
+    return {"mean": d.mean(), "low": d.mean() - half, "high": d.mean() + half, "n": len(d)}
+
+
 def summarise(df: pd.DataFrame, metric: str, reference: str = "uniform", by: str = "sampler") -> pd.DataFrame:
     """Mean, std and n of ``metric`` per ``by``, and the paired difference to ``reference`` with a 95% CI."""
     rows = []
-    ref = df[df[by] == reference].set_index("seed")[metric] if reference in set(df[by]) else None
     for name, group in df.groupby(by, sort=False):
         values = group[metric].to_numpy(dtype=float)
         row: dict[str, Any] = {by: name, "mean": values.mean(), "std": values.std(ddof=1) if len(values) > 1 else 0.0}
         row["n"] = len(values)
-        if ref is not None and name != reference:
-            paired = group.set_index("seed")[metric]
-            common = paired.index.intersection(ref.index)
-            diff = (paired.loc[common] - ref.loc[common]).to_numpy(dtype=float)
-            row["diff_vs_" + reference] = diff.mean() if len(diff) else np.nan
-            if len(diff) > 1:
-                half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / np.sqrt(len(diff))
-                row["ci95_low"], row["ci95_high"] = diff.mean() - half, diff.mean() + half
+        if name != reference and reference in set(df[by]):
+            d = paired_difference(df, metric, name, reference, by=by)
+            row["diff_vs_" + reference], row["ci95_low"], row["ci95_high"] = d["mean"], d["low"], d["high"]
         rows.append(row)
     return pd.DataFrame(rows).set_index(by)
 

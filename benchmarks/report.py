@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
-from scipy import stats
+
+from agents.evaluation import paired_difference
+
+__all__ = ["mean_std_table", "paired_difference", "pm"]
 
 
 def pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
@@ -36,15 +38,3 @@ def mean_std_table(df: pd.DataFrame, order: Sequence[str] | None = None, by: str
         row["seeds"] = part["seed"].nunique()
         rows.append(row)
     return pd.DataFrame(rows).set_index(by)
-
-
-def paired_difference(df: pd.DataFrame, metric: str, group: str, reference: str, by: str = "group") -> dict:
-    """Mean difference of ``metric`` between ``group`` and ``reference`` over shared seeds, with a 95% CI."""
-    a = df[df[by] == group].set_index("seed")[metric]
-    b = df[df[by] == reference].set_index("seed")[metric]
-    common = a.index.intersection(b.index)
-    d = (a.loc[common] - b.loc[common]).to_numpy(dtype=float)
-    if len(d) == 0:
-        return {"mean": np.nan, "low": np.nan, "high": np.nan, "n": 0}
-    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else np.nan
-    return {"mean": d.mean(), "low": d.mean() - half, "high": d.mean() + half, "n": len(d)}

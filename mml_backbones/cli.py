@@ -196,18 +196,6 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    """dus demo (core only): Concat, joint and OGM-GE on the synthetic mild preset."""
-    rows = []
-    for method in ("concat", "joint", "ogm_ge"):
-        config = TrainerConfig(dataset="synthetic", dataset_options={"preset": "mild"}, method=method, epochs=8)
-        trainer = Trainer(config)
-        r = trainer.fit(run_dir=Path(args.out) / method if args.out else None, progress=not args.no_progress)
-        rows.append({"method": method, **{k: 100 * v for k, v in r.test.items()}})
-    print(pd.DataFrame(rows).set_index("method").round(2).to_string())
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The full ``dus`` parser, plug-in commands included."""
     parser = argparse.ArgumentParser(prog="dus", description="Rebalanced multimodal learning with DUS")
@@ -231,11 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
         )
     if "methods" not in taken:
         sub.add_parser("methods", help="list training methods and their default configs").set_defaults(func=cmd_methods)
-    if "demo" not in taken:
-        p = sub.add_parser("demo", help="the main job on the embedded default data")
-        p.add_argument("--out", default=None)
-        p.add_argument("--no-progress", action="store_true")
-        p.set_defaults(func=cmd_demo)
     return parser
 
 

@@ -37,6 +37,7 @@ import torch
 from mml_backbones.data.artelingo import EMOTIONS, VALENCE
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
 from mml_backbones.data.prompts import DEFAULT_PROMPT, apply_prompt, canonical_language
+from mml_backbones.data.synthetic import bayes_info
 from mml_backbones.data.text import tokenize_splits
 from mml_backbones.errors import ConfigError
 
@@ -300,9 +301,7 @@ def generate(
         "encoder_defaults": {"text": {"text": {"vocab_size": tok.vocab_size}}},
         "max_length": max_length,
         "split_rule": "by painting",
-        "bayes_accuracy": {k: v["accuracy"] for k, v in bayes.items()},
-        "bayes_stderr": {k: v["stderr"] for k, v in bayes.items()},
-        "bayes_method": f"Monte Carlo, accuracy of the Bayes classifier over {BAYES_MC_SAMPLES} comments",
+        **bayes_info(bayes, f"Monte Carlo, accuracy of the Bayes classifier over {BAYES_MC_SAMPLES} comments"),
         "spec": asdict(spec),
         "seed": seed,
     }

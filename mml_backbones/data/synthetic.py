@@ -212,6 +212,15 @@ def bayes_accuracy(spec: SyntheticSpec, n_samples: int = BAYES_MC_SAMPLES) -> di
     return result
 
 
+def bayes_info(bayes: dict[str, dict[str, float]], method: str) -> dict[str, object]:
+    """The ``DatasetSplits.info`` entries of Monte-Carlo Bayes accuracies (accuracy, standard error, method)."""
+    return {
+        "bayes_accuracy": {k: v["accuracy"] for k, v in bayes.items()},
+        "bayes_stderr": {k: v["stderr"] for k, v in bayes.items()},
+        "bayes_method": method,
+    }
+
+
 def _estimate(values: np.ndarray) -> dict[str, float]:
     return {"accuracy": float(values.mean()), "stderr": float(values.std(ddof=1) / np.sqrt(len(values)))}
 
@@ -231,12 +240,9 @@ def generate(spec: SyntheticSpec, seed: int = 0) -> DatasetSplits:
             for m, r, z in zip(spec.modalities, st.rotations, latents)
         }
         splits[split] = MultimodalDataset(mods, torch.from_numpy(labels), class_names, name=f"synthetic/{split}")
-    bayes = bayes_accuracy(spec)
     info = {
         "description": spec.description,
-        "bayes_accuracy": {k: v["accuracy"] for k, v in bayes.items()},
-        "bayes_stderr": {k: v["stderr"] for k, v in bayes.items()},
-        "bayes_method": f"Monte Carlo, E[max_y p(y|x)] over {BAYES_MC_SAMPLES} latent draws",
+        **bayes_info(bayes_accuracy(spec), f"Monte Carlo, E[max_y p(y|x)] over {BAYES_MC_SAMPLES} latent draws"),
         "spec": asdict(spec),
         "seed": seed,
     }
