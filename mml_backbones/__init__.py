@@ -3,6 +3,7 @@
 It imports nothing from dus_env, agents, gymnasium or stable-baselines3.
 """
 
+from mml_backbones.controller import DUSController, nested_prefixes, true_class_score, unimodal_losses
 from mml_backbones.data import DatasetSplits, MultimodalDataset, list_datasets, load_dataset
 from mml_backbones.methods import METHODS, Method, build_method, method_config
 from mml_backbones.models import ModelConfig, MultimodalModel, build_model
@@ -15,6 +16,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS",
+    "DUSController",
     "DatasetSplits",
     "DiscrepancyObservation",
     "FitResult",
@@ -34,4 +36,7 @@ __all__ = [
     "load_dataset",
     "make_sampler",
     "method_config",
+    "nested_prefixes",
+    "true_class_score",
+    "unimodal_losses",
 ]

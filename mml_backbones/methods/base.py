@@ -24,6 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mml_backbones.controller import unimodal_cross_entropy
 from mml_backbones.data.dataset import MultimodalDataset
 from mml_backbones.models.model import ModelOutput, MultimodalModel
 
@@ -197,7 +198,7 @@ def fused_loss(output: ModelOutput, batch: IterationBatch) -> torch.Tensor:
 def unimodal_loss(output: ModelOutput, batch: IterationBatch, modality: str) -> torch.Tensor:
     """Modality ``modality``'s summed cross-entropy over its n_m samples, divided by the nominal batch size B."""
     logits = output.unimodal_logits[modality]
-    return F.cross_entropy(logits, batch.labels_of(modality), reduction="sum") / batch.nominal_batch_size
+    return unimodal_cross_entropy(logits, batch.labels_of(modality), batch.nominal_batch_size)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
