@@ -83,6 +83,9 @@ register_method(
     "mml_backbones.methods.mla:MLA",
     summary="alternating unimodal learning, shared head, orthogonal gradient projection (CVPR 2024)",
 )
+register_method("remix", "mml_backbones.methods.remix:Remix", summary="per-sample data remixing (ICML 2025)")
+register_method("valuation", "mml_backbones.methods.valuation:Valuation", summary="Shapley resampling (CVPR 2024)")
+register_method("mmpareto", "mml_backbones.methods.mmpareto:MMPareto", summary="Pareto gradient mixing (ICML 2024)")
 
 __all__ = [
     "METHODS",
