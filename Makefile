@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
-EXTRAS ?= dev,data,text
+# ray: the Ray grid backend, so its tests (tests/benchmarks/test_grid.py) run in every CI run, not skip
+EXTRAS ?= dev,data,text,ray
 BIN := $(VENV)/bin
 
 .PHONY: demo test lint format bench clean

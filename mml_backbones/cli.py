@@ -134,8 +134,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(config)
     sampler = make_sampler(args.sampler, modalities=trainer.modalities, batch_size=config.batch_size)
     out = Path(args.out) if args.out else None
+    standardized = [m for m in trainer.splits.info.get("standardized", ()) if m in trainer.modalities]
     print(
-        f"training {config.method} on {config.dataset} ({', '.join(trainer.modalities)}), sampler {args.sampler}, "
+        f"training {config.method} on {config.dataset} ({', '.join(trainer.modalities)}; "
+        f"standardized: {', '.join(standardized) if standardized else 'none'}), sampler {args.sampler}, "
         f"{config.epochs} epochs x {trainer.iterations_per_epoch} iterations, seed {config.seed}",
         file=sys.stderr,
     )

@@ -103,11 +103,15 @@ def make_sampler(spec: str | Sampler, **context: Any) -> Sampler:
         if not callable(spec):
             raise ConfigError(f"a sampler must be callable, got {type(spec).__name__}")
         return spec
+    import difflib  # here, so that this fix stays inside make_sampler
+
     kind, _, arg = spec.partition(":")
     plugins = _plugins()
     if kind not in plugins:
+        close = difflib.get_close_matches(kind, list(plugins), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise ConfigError(
-            f"unknown sampler {kind!r}; available: {sorted(plugins)} "
+            f"unknown sampler {kind!r}; {hint}available: {sorted(plugins)} "
             "(heuristic and policy samplers need the package installed, e.g. pip install -e .)"
         )
     factory = plugins[kind]

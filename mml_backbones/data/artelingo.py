@@ -41,69 +41,20 @@ import pandas as pd
 import torch
 
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
+from mml_backbones.data.emotions import EMOTIONS
+from mml_backbones.data.images import ImageStore
 from mml_backbones.data.prompts import DEFAULT_PROMPT, LANGUAGES, apply_prompt, canonical_language
+from mml_backbones.data.splits import group_split
 from mml_backbones.data.text import DEFAULT_MAX_VOCAB, tokenize_splits
 from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
 
 log = logging.getLogger(__name__)
 
-EMOTIONS = (
-    "amusement",
-    "awe",
-    "contentment",
-    "excitement",
-    "anger",
-    "disgust",
-    "fear",
-    "sadness",
-    "something else",
-)
-#: valence group of each emotion: 0 positive, 1 negative, 2 something else (as ArtEmis groups them)
-VALENCE = (0, 0, 0, 0, 1, 1, 1, 1, 2)
 COLUMNS = ("art_style", "painting", "emotion", "utterance", "language", "split")
 DEFAULT_LANGUAGES = ("english", "arabic", "chinese")
 DEFAULT_TRANSFER = ("spanish",)
 SPLIT_ALIASES = {"train": "train", "val": "val", "validation": "val", "valid": "val", "dev": "val", "test": "test"}
 EMOTION_ALIASES = {**{e: e for e in EMOTIONS}, "other": "something else", "something_else": "something else"}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class PaintingImages:
-    """A ModalitySource: one row per painting in ``table``, gathered per sample through ``index``.
-
-    uint8 tables hold (3, S, S) images and are returned as float32 normalised with the ImageNet mean and std;
-    float tables hold feature vectors and are returned as they are.
-    """
-
-    def __init__(self, table: torch.Tensor, index: torch.Tensor) -> None:
-        self.table = table
-        self.index = index.long()
-        self._mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
-        self._std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
-        rows = self.table[self.index[torch.as_tensor(index, dtype=torch.long)]]
-        if rows.dtype == torch.uint8:
-            return (rows.float() / 255.0 - self._mean) / self._std
-        return rows.float()
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """Shape of one sample."""
-        return tuple(self.table.shape[1:])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """Always float32 (what the encoders receive)."""
-        return torch.float32
-
-    def subset(self, idx: torch.Tensor) -> PaintingImages:
-        """The samples ``idx``, sharing the painting table."""
-        return PaintingImages(self.table, self.index[idx])
 
 
 def _language_option(value: Sequence[str] | str | None, default: tuple[str, ...], name: str) -> tuple[str, ...]:
@@ -175,13 +126,11 @@ def _carve_val(df: pd.DataFrame, val_fraction: float, seed: int) -> str:
     """Move ``val_fraction`` of the train paintings (all their rows) to val; returns the rule for info."""
     if not 0.0 < val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in (0, 1), got {val_fraction}")
-    train_keys = np.array(sorted(df.loc[df["split"] == "train", "key"].unique()))
-    if len(train_keys) < 2:
-        raise DataError("the CSV has no val rows and fewer than 2 train paintings to carve a val split from")
-    n_val = min(len(train_keys) - 1, max(1, round(val_fraction * len(train_keys))))
-    chosen = np.random.default_rng(seed).choice(train_keys, n_val, replace=False)
-    df.loc[(df["split"] == "train") & df["key"].isin(chosen), "split"] = "val"
-    return f"CSV split column; val = {n_val} of {len(train_keys)} train paintings (seed {seed}), all their comments"
+    train = df["split"] == "train"
+    n_train = df.loc[train, "key"].nunique()
+    chosen = group_split(df.loc[train, "key"].to_numpy(), val_fraction, seed, what="train paintings")
+    df.loc[train & df["key"].isin(chosen), "split"] = "val"
+    return f"CSV split column; val = {len(chosen)} of {n_train} train paintings (seed {seed}), all their comments"
 
 
 def _image_file(root: Path, art_style: str, painting: str) -> Path | None:
@@ -327,7 +276,7 @@ def load_artelingo(
     for s, p in parts.items():
         index = torch.tensor([key_index[k] for k in p["key"]], dtype=torch.long)
         out[s] = MultimodalDataset(
-            {"text": ids[s], "image": PaintingImages(table, index)},
+            {"text": ids[s], "image": ImageStore(table, index)},
             torch.tensor([label_of[e] for e in p["emotion"]], dtype=torch.long),
             EMOTIONS,
             name=f"artelingo/{s}",
@@ -358,4 +307,4 @@ def load_artelingo(
     return DatasetSplits(out["train"], out["val"], out["test"], info=info, extra=extra)
 
 
-__all__ = ["COLUMNS", "EMOTIONS", "VALENCE", "PaintingImages", "load_artelingo"]
+__all__ = ["COLUMNS", "load_artelingo"]

@@ -23,7 +23,7 @@ Samples:
         square, as the repos' evaluation transform does). ``frames`` frames are taken evenly spaced, the i-th of
         k being frame ``floor((2i + 1) n / 2k)`` of the n sorted frames (the middle one for k = 1; a clip with
         fewer than k frames repeats some). The selection is deterministic and the same in every split: no
-        random crops or flips. Frames stay uint8 in memory (``ImageFrames``) and are converted one batch at a
+        random crops or flips. Frames stay uint8 in memory (``ImageStore``) and are converted one batch at a
         time, since 7,442 clips x 3 frames x 224^2 as float32 would take about 13 GB.
 
 Splits: test is ``test.csv`` as given. The repos have no validation split (they select on test); here a
@@ -64,17 +64,17 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from mml_backbones.data.cache import cache_dir
+from mml_backbones.data.cache import cached_arrays
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
-from mml_backbones.data.splits import stratified_split
+from mml_backbones.data.images import ImageStore
+from mml_backbones.data.splits import group_split, stratified_split
+from mml_backbones.data.standardize import fit_standardization
 from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
 
 log = logging.getLogger(__name__)
 
 CLASS_NAMES = ("NEU", "HAP", "SAD", "FEA", "DIS", "ANG")
 CLASS_INDEX = {name: i for i, name in enumerate(CLASS_NAMES)}
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 AUDIO_DIRS = ("audio", "audio_spec")
 VISUAL_DIRS = ("visual/Image-01-FPS", "visual", "Image-01-FPS")
 AUDIO_SUFFIXES = {"npy": ".npy", "pt": ".pt"}
@@ -82,65 +82,6 @@ FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 ACTOR_ID = re.compile(r"^(\d{4})_")
 CACHE_VERSION = 1
 MISSING_KINDS = ("no_audio", "no_frame_dir", "no_frames")
-
-
-class ImageFrames:
-    """Video frames kept as uint8 in memory and returned as ImageNet-normalised float32, one batch at a time.
-
-    A ModalitySource: ``frames`` is the shared (N, K, 3, H, W) uint8 store and ``rows`` the store rows this view
-    holds, so ``subset`` makes views without copying frames.
-    """
-
-    def __init__(
-        self,
-        frames: torch.Tensor,
-        rows: torch.Tensor | np.ndarray | Sequence[int] | None = None,
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-    ) -> None:
-        if frames.dtype != torch.uint8 or frames.ndim != 5 or frames.shape[2] != 3:
-            raise DataError(
-                f"ImageFrames needs a uint8 (N, K, 3, H, W) tensor, got {frames.dtype} {tuple(frames.shape)}"
-            )
-        self.frames = frames
-        self.rows = torch.arange(len(frames)) if rows is None else torch.as_tensor(np.asarray(rows), dtype=torch.long)
-        if self.rows.ndim != 1 or (
-            len(self.rows) and not 0 <= int(self.rows.min()) <= int(self.rows.max()) < len(frames)
-        ):
-            raise DataError(f"ImageFrames rows must be a 1-D index into {len(frames)} stored clips")
-        self.mean = tuple(float(m) for m in mean)
-        self.std = tuple(float(s) for s in std)
-        self._mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
-        self._std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
-
-    def __len__(self) -> int:
-        return len(self.rows)
-
-    def __getitem__(self, index: torch.Tensor) -> torch.Tensor:
-        return self.uint8(index).float().div_(255.0).sub_(self._mean).div_(self._std)
-
-    def uint8(self, index: torch.Tensor) -> torch.Tensor:
-        """The stored uint8 frames of samples ``index``."""
-        return self.frames[self.rows[torch.as_tensor(index, dtype=torch.long)]]
-
-    @property
-    def sample_shape(self) -> tuple[int, ...]:
-        """(frames, 3, H, W)."""
-        return tuple(self.frames.shape[1:])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        """The dtype of the batches returned (float32)."""
-        return torch.float32
-
-    def subset(self, index: torch.Tensor | np.ndarray | Sequence[int]) -> ImageFrames:
-        """A view holding samples ``index`` (in that order), sharing the stored frames."""
-        return ImageFrames(
-            self.frames, self.rows[torch.as_tensor(np.asarray(index), dtype=torch.long)], self.mean, self.std
-        )
-
-    def __repr__(self) -> str:
-        return f"ImageFrames({len(self)} clips of {self.sample_shape}, uint8 store of {len(self.frames)})"
 
 
 # ----------------------------------------------------------------------------------------------- list files
@@ -414,36 +355,26 @@ def read_arrays(
 
 def load_arrays(clips: Sequence[Clip], options: dict[str, Any], cache: bool) -> tuple[np.ndarray, np.ndarray]:
     """``read_arrays`` through the on-disk cache (see the module docstring)."""
-    if not cache:
-        return read_arrays(clips, **options)
-    path = cache_dir() / f"crema_d_{_cache_key(clips, options)}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                audio, frames = z["audio"], z["frames"]
-            k, s = len(clips[0].frames), options["image_size"]
-            if (
-                audio.dtype == np.float32
-                and audio.ndim == 3
-                and len(audio) == len(clips)
-                and frames.dtype == np.uint8
-                and frames.shape == (len(clips), k, 3, s, s)
-            ):
-                log.info("CREMA-D arrays read from cache %s", path)
-                return audio, frames
-            log.warning("CREMA-D cache %s has unexpected contents; rebuilding it", path)
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            log.warning("CREMA-D cache %s is unreadable (%s); rebuilding it", path, e)
-        path.unlink(missing_ok=True)
-    audio, frames = read_arrays(clips, **options)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, audio=audio, frames=frames)
-        tmp.replace(path)
-    except OSError as e:  # a cache that cannot be written only costs time
-        log.warning("cannot write CREMA-D cache %s: %s", path, e)
-    return audio, frames
+    k, s = len(clips[0].frames), options["image_size"]
+
+    def build() -> dict[str, np.ndarray]:
+        audio, frames = read_arrays(clips, **options)
+        return {"audio": audio, "frames": frames}
+
+    def valid(z: dict[str, np.ndarray]) -> bool:
+        audio, frames = z.get("audio"), z.get("frames")
+        return (
+            audio is not None
+            and frames is not None
+            and audio.dtype == np.float32
+            and audio.ndim == 3
+            and len(audio) == len(clips)
+            and frames.dtype == np.uint8
+            and frames.shape == (len(clips), k, 3, s, s)
+        )
+
+    arrays = cached_arrays(f"crema_d_{_cache_key(clips, options)}.npz", build, valid, enabled=cache)
+    return arrays["audio"], arrays["frames"]
 
 
 # ------------------------------------------------------------------------------------------------ splits
@@ -456,15 +387,13 @@ def validation_split(
         facts: dict[str, Any] = {"split_rule": f"val: {fraction:g} of each class of train.csv at random (seed {seed})"}
     else:
         actors = np.array([actor_of(c) for c in clips])
-        unique = np.unique(actors)
-        if len(unique) < 2:
-            raise DataError(f"val_split='actor' needs at least 2 actors in train.csv, found {unique.tolist()}")
-        n_val = min(len(unique) - 1, max(1, round(fraction * len(unique))))
-        val_actors = np.sort(np.random.default_rng(seed).choice(unique, n_val, replace=False))
+        n_actors = len(np.unique(actors))
+        val_actors = group_split(actors, fraction, seed, what="actors in train.csv")
+        n_val = len(val_actors)
         val_mask = np.isin(actors, val_actors)
         train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
         facts = {
-            "split_rule": f"val: all clips of {n_val} of the {len(unique)} train actors at random (seed {seed})",
+            "split_rule": f"val: all clips of {n_val} of the {n_actors} train actors at random (seed {seed})",
             "val_actors": val_actors.tolist(),
         }
     if len(val_idx) == 0 or len(train_idx) == 0:
@@ -474,21 +403,6 @@ def validation_split(
         )
     facts["split_rule"] += "; test: test.csv"
     return train_idx, val_idx, facts
-
-
-def _standardise(audio: np.ndarray, rows: np.ndarray, chunk: int = 512) -> tuple[float, float]:
-    """Standardise ``audio`` in place with the mean and std of ``rows``; chunks keep memory flat."""
-    total = total_sq = 0.0
-    for start in range(0, len(rows), chunk):
-        part = audio[rows[start : start + chunk]].astype(np.float64)
-        total += part.sum()
-        total_sq += np.square(part).sum()
-    n = len(rows) * audio[0].size
-    mean = total / n
-    std = math.sqrt(max(total_sq / n - mean * mean, 0.0)) or 1.0
-    audio -= np.float32(mean)
-    audio /= np.float32(std)
-    return mean, std
 
 
 def _check_options(**o: Any) -> None:
@@ -599,13 +513,20 @@ def load_crema_d(
         labels[:n_train_list], names[:n_train_list], val_split, val_fraction, seed
     )
     parts = {"train": train_idx, "val": val_idx, "test": np.arange(n_train_list, len(every))}
-    norm: dict[str, Any] = {"audio_standardisation": "none"}
+    norm: dict[str, Any] = {"audio_standardisation": "none", "standardized": [], "standardization": {}}
     if audio_standardise:
-        mean, std = _standardise(audio, parts["train"])
-        norm = {"audio_standardisation": "one mean and std of the train split", "audio_mean": mean, "audio_std": std}
+        # one scalar mean and std (axes=None): every bin of a spectrogram shares one scale; accumulated in float64
+        # over millions of values and applied in place, since the full audio array is large
+        stats = fit_standardization(audio, parts["train"], axes=None, dtype=np.float64)
+        stats.apply(audio, out=audio)
+        norm = {
+            "audio_standardisation": "one mean and std of the train split",
+            "standardized": ["audio"],
+            "standardization": {"audio": stats.to_info()},
+        }
 
     audio_t = torch.from_numpy(audio).unsqueeze(1)
-    visual = ImageFrames(torch.from_numpy(stored))
+    visual = ImageStore(torch.from_numpy(stored))
     actors = np.array([int(m.group(1)) if (m := ACTOR_ID.match(c)) else -1 for c in names])
     splits = {}
     for split, idx in parts.items():

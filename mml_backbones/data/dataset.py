@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,7 +17,12 @@ RESERVED_NAMES = frozenset({"labels", "label", "split"})
 
 @runtime_checkable
 class ModalitySource(Protocol):
-    """Modality data read on demand (for instance frames on disk); a tensor is the in-memory case."""
+    """Modality data converted one batch at a time instead of held as one tensor (a tensor is the plain case).
+
+    Loaders use it to keep data compact in memory, e.g. ``ImageStore``: uint8 images shared by several samples,
+    returned as normalised float32 per batch. Besides the members below, ``MultimodalDataset.subset`` needs a
+    ``subset(index) -> ModalitySource`` method returning the samples ``index`` (in that order).
+    """
 
     def __len__(self) -> int: ...
 
@@ -235,17 +240,3 @@ class DatasetSplits:
             info=dict(self.info),
             extra={k: v.select_modalities(modalities) for k, v in self.extra.items()},
         )
-
-
-def standardise(
-    splits: Mapping[str, dict[str, torch.Tensor]], reference: str = "train", axes: tuple[int, ...] = (0,)
-) -> dict[str, dict[str, torch.Tensor]]:
-    """Standardise every split's modalities with mean and std computed on the reference split only."""
-    ref = splits[reference]
-    out: dict[str, dict[str, torch.Tensor]] = {s: {} for s in splits}
-    for m, x in ref.items():
-        mean = x.mean(dim=axes, keepdim=True)
-        std = x.std(dim=axes, keepdim=True).clamp_min(1e-6)
-        for s in splits:
-            out[s][m] = (splits[s][m] - mean) / std
-    return out

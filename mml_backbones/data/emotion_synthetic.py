@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-from mml_backbones.data.artelingo import EMOTIONS, VALENCE
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
+from mml_backbones.data.emotions import EMOTIONS, VALENCE
 from mml_backbones.data.prompts import DEFAULT_PROMPT, apply_prompt, canonical_language
 from mml_backbones.data.synthetic import bayes_info
 from mml_backbones.data.text import tokenize_splits

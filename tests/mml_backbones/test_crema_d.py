@@ -12,8 +12,9 @@ from PIL import Image
 
 from mml_backbones import cli
 from mml_backbones.data import crema_d
-from mml_backbones.data.crema_d import CLASS_NAMES, IMAGENET_MEAN, IMAGENET_STD, ImageFrames, load_crema_d
+from mml_backbones.data.crema_d import CLASS_NAMES, load_crema_d
 from mml_backbones.data.dataset import ModalitySource
+from mml_backbones.data.images import IMAGENET_MEAN, IMAGENET_STD, ImageStore
 from mml_backbones.data.registry import load_dataset
 from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
 from mml_backbones.models.model import ModelConfig
@@ -78,7 +79,7 @@ def test_shapes_dtypes_and_labels(data) -> None:
     assert s.modality_names == ("audio", "visual")
     assert s.train.input_shape("audio") == (1, FREQ, 24)  # 24 is the most common train length
     assert s.train.input_shape("visual") == (1, 3, SIZE, SIZE)
-    assert isinstance(s.train.modalities["visual"], ImageFrames)
+    assert isinstance(s.train.modalities["visual"], ImageStore)
     assert isinstance(s.train.modalities["visual"], ModalitySource)
     for _, split in s.items():
         batch = split.batch(torch.arange(len(split)))
@@ -144,7 +145,7 @@ def test_frames_evenly_spaced_deterministic_and_normalised(data) -> None:
     s = load(root, frames=2)
     visual = s.test.modalities["visual"]
     assert visual.sample_shape == (2, 3, SIZE, SIZE)
-    raw = visual.uint8(torch.arange(len(visual))).float()
+    raw = visual.stored(torch.arange(len(visual))).float()
     for i, (label, actor) in enumerate(zip(s.test.labels.tolist(), s.test.meta["actor"])):
         n = 3 if ACTORS.index(actor) % 2 else 2
         picked = [0, 2] if n == 3 else [0, 1]  # centres of 2 segments of 3 frames: 0 and 2; of 2 frames: 0 and 1
@@ -155,9 +156,9 @@ def test_frames_evenly_spaced_deterministic_and_normalised(data) -> None:
     mean, std = torch.tensor(IMAGENET_MEAN).view(3, 1, 1), torch.tensor(IMAGENET_STD).view(3, 1, 1)
     assert torch.allclose(x, (raw / 255 - mean) / std, atol=1e-5)
     assert torch.equal(
-        load(root, frames=2).test.modalities["visual"].uint8(torch.arange(3)), visual.uint8(torch.arange(3))
+        load(root, frames=2).test.modalities["visual"].stored(torch.arange(3)), visual.stored(torch.arange(3))
     )
-    middle = load(root, frames=1).test.modalities["visual"].uint8(torch.arange(len(visual))).float()
+    middle = load(root, frames=1).test.modalities["visual"].stored(torch.arange(len(visual))).float()
     for i, (label, actor) in enumerate(zip(s.test.labels.tolist(), s.test.meta["actor"])):
         frame = 1  # the middle of 3 frames is 1; of 2 frames, (2 * 0 + 1) * 2 // 2 = 1
         colour = torch.tensor(frame_colour(label, frame), dtype=torch.float32)
@@ -169,7 +170,7 @@ def test_subset_shares_frames_and_keeps_rows(data) -> None:
     s = load(root)
     sub = s.train.subset([5, 0, 3], name="part")
     visual = sub.modalities["visual"]
-    assert isinstance(visual, ImageFrames) and visual.frames is s.train.modalities["visual"].frames
+    assert isinstance(visual, ImageStore) and visual.table is s.train.modalities["visual"].table
     assert torch.equal(sub.batch(torch.arange(3))["visual"], s.train.batch(torch.tensor([5, 0, 3]))["visual"])
     assert list(sub.meta["clip"]) == [s.train.meta["clip"][i] for i in (5, 0, 3)]
     assert visual[torch.tensor(1)].shape == (1, 3, SIZE, SIZE)  # a single index gives one sample

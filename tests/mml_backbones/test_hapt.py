@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mml_backbones.data import load_dataset
-from mml_backbones.data.hapt import ACTIVITIES, TEST_USERS, VAL_USERS, default_path
+from mml_backbones.data.hapt import ACTIVITIES, TEST_USERS, VAL_USERS, default_path, load_windows
 from mml_backbones.errors import DataError, DataFileNotFoundError
 
 try:
@@ -45,6 +45,20 @@ def test_standardised_on_train_only(hapt):
         assert np.allclose(x.std(dim=(0, 2)).numpy(), 1, atol=1e-2)
     # other splits are transformed with the train statistics, so they are not exactly standardised
     assert not np.allclose(hapt.test.modalities["acc"].mean(dim=(0, 2)).numpy(), 0, atol=1e-3)
+
+
+@needs_hapt
+def test_statistics_are_recorded_and_reproduce_the_arrays(hapt):
+    info = hapt.info
+    assert info["standardized"] == ["acc", "gyro"]
+    x, _, users = load_windows()
+    test_raw = x[np.isin(users, TEST_USERS)]
+    for m, channels in (("acc", slice(0, 3)), ("gyro", slice(3, 6))):
+        stats = info["standardization"][m]
+        assert stats["axes"] == [0, 2] and stats["shape"] == [3]
+        mean = np.asarray(stats["mean"], dtype=np.float32)[None, :, None]
+        std = np.asarray(stats["std"], dtype=np.float32)[None, :, None]
+        assert np.array_equal((test_raw[:, channels] - mean) / std, hapt.test.modalities[m].numpy())
 
 
 @needs_hapt
