@@ -39,6 +39,13 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE")
     p.set_defaults(func=cmd_eval_policy)
 
+    p = sub.add_parser("headroom", help="is there a sampler that beats uniform in this world? (the headroom gate)")
+    p.add_argument("env", help="environment id, e.g. dus_env/DUS-v1")
+    p.add_argument("--seeds", type=int, default=8, help="held-out environment seeds (paired)")
+    p.add_argument("--csv", help="append episodes here as they finish; a re-run resumes (default: none kept)")
+    p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig / TrainerConfig field")
+    p.set_defaults(func=cmd_headroom)
+
     p = sub.add_parser("demo", help="the main job: train a PPO sampler, compare it with uniform and heuristic")
     p.add_argument("--out", default="demo_out")
     p.add_argument("--timesteps", type=int, default=2048)
@@ -46,6 +53,15 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--seeds", type=int, default=3, help="held-out downstream seeds")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+
+def cmd_headroom(args: argparse.Namespace) -> int:
+    """dus headroom."""
+    from agents.headroom import format_gate, gate_table, run_gate
+
+    df = run_gate(args.env, args.seeds, args.csv, **parse_options(args.env_option))
+    print(format_gate(gate_table(df), args.env))
+    return 0
 
 
 def cmd_train_policy(args: argparse.Namespace) -> int:

@@ -45,11 +45,9 @@ def run_episode(env: DUSEnv, sampler: Sampler, seed: int) -> Episode:
     env.reset(seed=seed)
     ret, quantities, cumulative = 0.0, [], []
     while True:
-        assert env.trainer is not None
-        q = env.trainer.quantities(sampler(env.trainer.observation()))
-        _, r, terminated, truncated, info = env.step_quantities(q)
+        _, r, terminated, truncated, info = env.step_quantities(sampler(env.observation()))
         ret += r
-        quantities.append(q)
+        quantities.append(info["quantities"])
         cumulative.append(info["cumulative"])
         if terminated or truncated:
             return Episode(seed, ret, info["val/fused_acc"], quantities, cumulative)

@@ -1,22 +1,27 @@
 """The heuristic DUS sampler: the modality with the lower cumulative score gets more samples.
 
-n_m = clip(round(B * (S(m) / mean_k S(k)) ** -gamma), n_min, n_max)   (DESIGN.md)
+With r_m = S(m) / mean_k S(k) (DESIGN.md):
 
-With the paper's running-mean statistic S_t(m) changes slowly late in training, so the quantities do too;
-run the trainer with ``StatisticsConfig(kind="ema")`` or ``"window"`` (CLI: ``--statistic ema``) for a
-statistic that follows the current state, and raise ``gamma`` for stronger rebalancing.
+    free:  n_m = clip(round(B * r_m ** -gamma), low * B, high * B)
+    equal: the budget M * B shared in proportion to r_m ** -gamma, each n_m >= low * B (``allocate``)
+
+The bounds are the same ``QuantityBounds`` the action mapping and the Trainer use. With the paper's running-mean
+statistic S_t(m) changes slowly late in training, so the quantities do too; run the trainer with
+``StatisticsConfig(kind="ema")`` or ``"window"`` (CLI: ``--statistic ema``) for a statistic that follows the
+current state, and raise ``gamma`` for stronger rebalancing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 
 from mml_backbones.config import parse_options
 from mml_backbones.errors import ConfigError
 from mml_backbones.observation import DiscrepancyObservation
+from mml_backbones.quantities import QuantityBounds, allocate
 
 
 @dataclass(frozen=True)
@@ -25,35 +30,36 @@ class HeuristicSampler:
 
     Attributes:
         gamma: rebalancing strength (0 gives uniform sampling).
-        n_min: smallest quantity, relative to B = 64 (scaled with the run's B).
-        n_max: largest quantity, relative to B = 64.
-        reference_batch_size: the B that n_min and n_max are given for.
+        budget: "free" (each n_m from its own ratio; the total varies) or "equal" (shares of M * B).
+        bounds: the range of n_m relative to B.
     """
 
     gamma: float = 1.0
-    n_min: int = 16
-    n_max: int = 256
-    reference_batch_size: int = 64
+    budget: Literal["free", "equal"] = "free"
+    bounds: QuantityBounds = field(default_factory=QuantityBounds)
 
     def __post_init__(self) -> None:
         if self.gamma < 0:
             raise ConfigError(f"heuristic: gamma must be >= 0, got {self.gamma}")
-        if not 1 <= self.n_min <= self.n_max:
-            raise ConfigError(f"heuristic: need 1 <= n_min <= n_max, got {self.n_min}, {self.n_max}")
+        if self.budget not in ("free", "equal"):
+            raise ConfigError(f"heuristic: budget must be free or equal, got {self.budget!r}")
 
     def __call__(self, observation: DiscrepancyObservation) -> dict[str, int]:
         b = observation.nominal_batch_size
-        scale = b / self.reference_batch_size
-        ratio = np.maximum(observation.ratio, 1e-6)
-        n = np.rint(b * ratio ** (-self.gamma))
-        n = np.clip(n, max(1, round(self.n_min * scale)), max(1, round(self.n_max * scale)))
+        n_min, n_max = self.bounds.at(b)
+        weights = np.maximum(observation.ratio, 1e-6) ** (-self.gamma)
+        if self.budget == "equal":
+            n = allocate(weights, len(weights) * b, n_min)
+        else:
+            n = np.clip(np.rint(b * weights), n_min, n_max)
         return dict(zip(observation.modalities, (int(x) for x in n)))
 
     @classmethod
     def from_spec(cls, arg: str | None = None, **context: Any) -> HeuristicSampler:
-        """``heuristic`` or ``heuristic:gamma=2,n_min=8``."""
+        """``heuristic`` or ``heuristic:gamma=2,budget=equal,low=0.25,high=4``."""
         options = parse_options(arg.split(",")) if arg else {}
+        bounds = {k: options.pop(k) for k in ("low", "high") if k in options}
         try:
-            return cls(**options)
+            return cls(**options, bounds=QuantityBounds(**bounds))
         except TypeError as e:
-            raise ConfigError(f"heuristic sampler: {e}; options are gamma, n_min, n_max") from None
+            raise ConfigError(f"heuristic sampler: {e}; options are gamma, budget, low, high") from None

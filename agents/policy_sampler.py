@@ -26,10 +26,7 @@ class PolicySampler:
         meta = self.metadata
         self.features = tuple(meta["observation_features"])
         self.num_modalities = len(meta["modalities"])
-        a = meta["action"]
-        self.mapper = ActionMapper(
-            self.num_modalities, a["batch_size"], a["n_min"], a["n_max"], a["type"], a["scale"], a["bins"]
-        )
+        self.mapper = ActionMapper.from_metadata(meta["action"], self.num_modalities)
         low, _ = feature_bounds(self.features, self.num_modalities)
         shape = getattr(self.model.observation_space, "shape", None)
         if shape != low.shape:
@@ -50,7 +47,7 @@ class PolicySampler:
         return np.asarray(action)
 
     def __call__(self, observation: DiscrepancyObservation) -> dict[str, int]:
-        q = self.mapper.quantities(self.action(observation), batch_size=observation.nominal_batch_size)
+        q = self.mapper.action_to_quantities(self.action(observation), observation.nominal_batch_size)
         return dict(zip(observation.modalities, (int(n) for n in q)))
 
     @classmethod

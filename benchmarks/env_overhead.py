@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from dus_env import DUSEnv
+from dus_env import V0, DUSEnv
 from mml_backbones.samplers import UniformSampler
 from mml_backbones.trainer import Trainer
 
@@ -38,17 +38,19 @@ def time_loop(env: DUSEnv, seed: int) -> float:
     t = time.perf_counter()
     trainer = Trainer(env.config.trainer_config(seed), splits=env.splits)
     sampler = UniformSampler()
-    trainer.evaluate("val", max_samples=env.config.val_subset, accuracy_only=True)
+    trainer.evaluate("val", max_samples=env.config.trainer.val_max_samples, accuracy_only=True)
     while not trainer.done:
         trainer.run_decision(sampler(trainer.observation()))
-        trainer.evaluate("val", max_samples=env.config.val_subset, accuracy_only=True)
+        trainer.evaluate("val", max_samples=env.config.trainer.val_max_samples, accuracy_only=True)
         trainer.observation_vector()
     return time.perf_counter() - t
 
 
 def time_env(env: DUSEnv, seed: int) -> float:
     """Wall time of one environment episode with the uniform action."""
-    action = env.mapper.action_for(np.full(len(env.modalities), env.config.batch_size))
+    action = env.mapper.action_for(
+        np.full(len(env.modalities), env.config.trainer.batch_size), env.config.trainer.batch_size
+    )
     t = time.perf_counter()
     env.reset(seed=seed)
     done = False
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    env = DUSEnv()
+    env = DUSEnv(**V0)  # the v0 world these figures were measured in
     times: dict[str, list[float]] = {"fit": [], "loop": [], "env": []}
     time_env(env, 0)  # warm-up (imports, first allocations)
     for r in range(args.repeats):

@@ -59,6 +59,19 @@ class Cell:
         return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+def legacy_trainer_fields(trainer: dict[str, Any]) -> dict[str, Any]:
+    """A cell's TrainerConfig fields, with the v0 grids' settings kept as their (stable) keys recorded them.
+
+    Cells that name no optimiser run Adam 1e-3, the optimiser of every grid before the v1 worlds (their keys
+    predate paper optimisers); name ``"optim": None`` for the method's paper optimiser. ``max_quantity`` (v0)
+    becomes ``bounds.high``.
+    """
+    out = {"optim": {"name": "adam", "lr": 1e-3}, **trainer}
+    if "max_quantity" in out:
+        out["bounds"] = {"low": 0.25, "high": out.pop("max_quantity") / out.get("batch_size", 64)}
+    return out
+
+
 def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     """Train one cell and return its result row (flat: settings, test and val metrics, timing)."""
     import torch
@@ -78,7 +91,7 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
             "modalities": cell.modalities,
             "epochs": cell.epochs,
             "seed": cell.seed,
-            **cell.trainer,
+            **legacy_trainer_fields(cell.trainer),
         },
     )
     trainer = Trainer(config)

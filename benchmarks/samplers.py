@@ -83,7 +83,7 @@ def _env(env_id: str, plan: Plan, **extra: Any):
 
     kwargs = dict(extra)
     if plan.episode_epochs is not None:
-        kwargs["episode_epochs"] = plan.episode_epochs
+        kwargs["epochs"] = plan.episode_epochs
     return gym.make(env_id, **kwargs).unwrapped
 
 
@@ -99,7 +99,7 @@ def train_policies(plan: Plan, modality_counts: set[int]) -> dict[tuple[int, str
             final = run / "policy.zip"
             if not final.is_file():
                 print(f"training {algo} on {env_id} for {plan.timesteps} steps", flush=True)
-                kwargs = {"episode_epochs": plan.episode_epochs} if plan.episode_epochs else {}
+                kwargs = {"epochs": plan.episode_epochs} if plan.episode_epochs else {}
                 train_policy(env_id, algo, plan.timesteps, run, n_envs=plan.n_envs, env_kwargs=kwargs, eval_episodes=4)
             best = run / "best" / "best_model.zip"
             out[(m, algo)] = best if best.is_file() else final
@@ -160,7 +160,7 @@ def downstream_cells(plan: Plan, policies: dict[tuple[int, str], Path]) -> list[
         trainer = {
             "batch_size": base.batch_size,
             "decision_interval": base.decision_interval,
-            "max_quantity": base.max_quantity,
+            "max_quantity": base.max_quantity,  # v0 key; grid.legacy_trainer_fields reads it as bounds
             "model": {"fusion": base.model.fusion},
         }
         common = {"dataset": base.dataset, "dataset_options": base.dataset_options, "epochs": base.epochs}

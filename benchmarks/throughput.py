@@ -20,7 +20,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from dus_env import DUSEnv
+from dus_env import V0, DUSEnv
 
 
 def raw_iterations_per_second(env: DUSEnv, seed: int) -> float:
@@ -28,7 +28,7 @@ def raw_iterations_per_second(env: DUSEnv, seed: int) -> float:
     from mml_backbones.trainer import Trainer
 
     trainer = Trainer(env.config.trainer_config(seed), splits=env.splits)
-    b = env.config.batch_size
+    b = env.config.trainer.batch_size
     t = time.perf_counter()
     trainer.run_iterations(trainer.total_iterations, [b] * len(env.modalities))
     return trainer.total_iterations / (time.perf_counter() - t)
@@ -36,7 +36,9 @@ def raw_iterations_per_second(env: DUSEnv, seed: int) -> float:
 
 def env_rates(env: DUSEnv, seed: int) -> tuple[float, float]:
     """(env steps/s, training iterations/s) of one episode with the uniform action."""
-    action = env.mapper.action_for(np.full(len(env.modalities), env.config.batch_size))
+    action = env.mapper.action_for(
+        np.full(len(env.modalities), env.config.trainer.batch_size), env.config.trainer.batch_size
+    )
     env.reset(seed=seed)
     t = time.perf_counter()
     steps, done = 0, False
@@ -72,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vec-steps", type=int, default=32)
     args = p.parse_args(argv)
     torch.set_num_threads(1)
-    env = DUSEnv()
+    env = DUSEnv(**V0)  # the v0 world these figures were measured in
     env_rates(env, 0)  # warm-up
     raw = [raw_iterations_per_second(env, 100 + i) for i in range(args.episodes)]
     rates = [env_rates(env, 100 + i) for i in range(args.episodes)]

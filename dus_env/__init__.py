@@ -1,42 +1,73 @@
 """dus_env: the Gymnasium environment that wraps one multimodal training run.
 
-Importing the package registers the environment ids:
+Importing the package registers the environment ids (``gymnasium.make(id, **overrides)`` accepts any
+DUSEnvConfig field and any TrainerConfig field by name):
 
-    dus_env/DUS-v0            synthetic "mild" preset (strong + weak modality), fast: an episode in seconds
-    dus_env/DUS-Strong-v0     synthetic "strong" preset (stronger imbalance)
-    dus_env/DUS-ThreeModal-v0 synthetic "three_modal" preset (three modalities)
-    dus_env/DUS-HAPT-v0       UCI HAPT accelerometer + gyroscope (needs the `data` extra)
-    dus_env/DUS-Tiny-v0       a four-step synthetic episode for tests and smoke runs
+v1, the papers' regime (SGD lr 1e-3, momentum 0.9, weight decay 1e-4; equal-budget actions; rewards scored on the
+whole validation split):
 
-``gymnasium.make("dus_env/DUS-v0", **overrides)`` accepts any DUSEnvConfig field as an override.
+    dus_env/DUS-v1            synthetic "mild" (strong + weak modality), joint, 12 epochs, a step every 47 iterations
+    dus_env/DUS-Strong-v1     synthetic "strong" (stronger imbalance), the same schedule
+    dus_env/DUS-ThreeModal-v1 synthetic "three_modal", the same schedule
+    dus_env/DUS-HAPT-v1       UCI HAPT accelerometer + gyroscope (needs the `data` extra)
+    dus_env/DUS-Tiny-v1       a four-step synthetic episode for tests and smoke runs
+
+v0, the first release (Adam 1e-3, 4 epochs, a free quantity per modality, a 1000-sample validation subset),
+kept working and reproducible: DUS-v0, DUS-Strong-v0, DUS-ThreeModal-v0, DUS-HAPT-v0, DUS-Tiny-v0.
 """
+
+from typing import Any
 
 from gymnasium.envs.registration import register, registry
 
 from dus_env.actions import ActionMapper
-from dus_env.config import DUSEnvConfig
+from dus_env.config import DUSEnvConfig, make_config
 from dus_env.env import DUSEnv
 
-#: a four-step environment on 256 training samples, for tests and smoke runs (also dus_env/DUS-Tiny-v0)
-TINY = {
+#: the v0 release's settings, as flat overrides of DUSEnvConfig / TrainerConfig
+V0: dict[str, Any] = {
+    "optim": {"name": "adam", "lr": 1e-3},
+    "epochs": 4,
+    "decision_interval": 25,
+    "val_max_samples": 1000,
+    "action_budget": "free",
+}
+#: the papers' regime of the v1 worlds (DESIGN.md "Where the decision matters")
+V1: dict[str, Any] = {
+    "optim": {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4},
+    "epochs": 12,
+    "decision_interval": 47,
+    "val_max_samples": None,
+    "action_budget": "equal",
+}
+#: a four-step environment on 256 training samples, for tests and smoke runs (DUS-Tiny-v0 / -v1)
+TINY: dict[str, Any] = {
     "dataset_options": {"preset": "mild", "n_train": 256, "n_val": 128, "n_test": 128},
     "batch_size": 32,
-    "episode_epochs": 1,
+    "epochs": 1,
     "decision_interval": 2,
-    "n_min": 8,
-    "n_max": 128,
 }
 
-ENV_IDS = {
-    "dus_env/DUS-v0": {"dataset": "synthetic", "dataset_options": {"preset": "mild"}},
-    "dus_env/DUS-Strong-v0": {"dataset": "synthetic", "dataset_options": {"preset": "strong"}},
-    "dus_env/DUS-ThreeModal-v0": {"dataset": "synthetic", "dataset_options": {"preset": "three_modal"}},
-    "dus_env/DUS-HAPT-v0": {"dataset": "hapt", "dataset_options": {}, "episode_epochs": 3, "decision_interval": 20},
-    "dus_env/DUS-Tiny-v0": {"dataset": "synthetic", **TINY},
+
+def _synthetic(preset: str) -> dict[str, Any]:
+    return {"dataset": "synthetic", "dataset_options": {"preset": preset}}
+
+
+ENV_IDS: dict[str, dict[str, Any]] = {
+    "dus_env/DUS-v0": {**V0, **_synthetic("mild")},
+    "dus_env/DUS-Strong-v0": {**V0, **_synthetic("strong")},
+    "dus_env/DUS-ThreeModal-v0": {**V0, **_synthetic("three_modal")},
+    "dus_env/DUS-HAPT-v0": {**V0, "dataset": "hapt", "dataset_options": {}, "epochs": 3, "decision_interval": 20},
+    "dus_env/DUS-Tiny-v0": {**V0, **_synthetic("mild"), **TINY, "bounds": {"low": 0.25, "high": 4.0}},
+    "dus_env/DUS-v1": {**V1, **_synthetic("mild")},
+    "dus_env/DUS-Strong-v1": {**V1, **_synthetic("strong")},
+    "dus_env/DUS-ThreeModal-v1": {**V1, **_synthetic("three_modal")},
+    "dus_env/DUS-HAPT-v1": {**V1, "dataset": "hapt", "dataset_options": {}, "epochs": 12, "decision_interval": 41},
+    "dus_env/DUS-Tiny-v1": {**V1, **_synthetic("mild"), **TINY},
 }
 
 for _id, _kwargs in ENV_IDS.items():
     if _id not in registry:
         register(id=_id, entry_point="dus_env.env:DUSEnv", kwargs=_kwargs)
 
-__all__ = ["ENV_IDS", "TINY", "ActionMapper", "DUSEnv", "DUSEnvConfig"]
+__all__ = ["ENV_IDS", "TINY", "V0", "V1", "ActionMapper", "DUSEnv", "DUSEnvConfig", "make_config"]

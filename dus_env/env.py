@@ -8,14 +8,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from dus_env.actions import ActionMapper
-from dus_env.config import DUSEnvConfig
-from dus_env.rewards import RewardInput, reward
-from mml_backbones.config import from_dict, replace
+from dus_env.config import DUSEnvConfig, make_config
+from dus_env.rewards import REWARDS, RewardInput
 from mml_backbones.data.dataset import DatasetSplits
 from mml_backbones.data.registry import load_dataset
-from mml_backbones.errors import ConfigError
-from mml_backbones.observation import feature_bounds
+from mml_backbones.observation import DiscrepancyObservation, feature_bounds
+from mml_backbones.quantities import Quantities
 from mml_backbones.trainer import Trainer
 
 
@@ -90,23 +88,14 @@ class DUSEnv(gym.Env):
 
     def __init__(self, config: DUSEnvConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
         super().__init__()
-        if config is None:
-            config = DUSEnvConfig()
-        elif isinstance(config, dict):
-            config = from_dict(DUSEnvConfig, config)
-        nested = {"model", "optim", "statistics"}
-        for key in nested & set(overrides):
-            if isinstance(overrides[key], dict):
-                overrides[key] = from_dict(type(getattr(config, key)), overrides[key])
-        self.config = replace(config, **overrides) if overrides else config
-        self.splits: DatasetSplits = load_dataset(self.config.dataset, **self.config.dataset_options)
+        self.config = make_config(config, **overrides)
+        t = self.config.trainer
+        splits = load_dataset(t.dataset, **t.dataset_options)
+        self.splits: DatasetSplits = splits.select_modalities(t.modalities) if t.modalities else splits
         self.modalities = self.splits.modality_names
-        c = self.config
-        self.mapper = ActionMapper(
-            len(self.modalities), c.batch_size, c.n_min, c.n_max, c.action_type, c.action_scale, c.action_bins
-        )
+        self.mapper = self.config.action_mapper(len(self.modalities))
         self.action_space = self.mapper.space
-        low, high = feature_bounds(c.observation_features, len(self.modalities))
+        low, high = feature_bounds(t.observation_features, len(self.modalities))
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self.trainer: Trainer | None = None
         self._val_acc = 0.0
@@ -132,33 +121,39 @@ class DUSEnv(gym.Env):
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Train the next decision interval with the quantities ``action`` sets."""
         self._check_running()
-        return self.step_quantities(self.quantities(action))
+        return self.step_quantities(self.action_to_quantities(action))
 
-    def step_quantities(self, quantities: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+    def step_quantities(self, quantities: Quantities) -> tuple[np.ndarray, float, bool, bool, dict]:
         """``step`` with the quantities given directly (how non-RL samplers are scored in the environment)."""
         self._check_running()
-        q = self.trainer.quantities(quantities)
-        self.trainer.run_decision(q)
+        assert self.trainer is not None
+        q = self.trainer.decide(quantities)
+        self.trainer.run_iterations(self.trainer.decision_left)
         val = self._validate()
         terminated = self.trainer.done
-        r = reward(
-            self.config.reward,
-            RewardInput(val["fused_acc"], self._val_acc, self.trainer.statistics.ratio(), terminated),
-            self.config.reward_scale,
-            self.config.balance_weight,
+        c = self.config
+        x = RewardInput(
+            val["fused_acc"],
+            self._val_acc,
+            self.trainer.observation().ratio,
+            terminated,
+            c.reward_scale,
+            c.balance_weight,
         )
+        r = REWARDS.get(c.reward)(x)
         self._val_acc = val["fused_acc"]
         return self.trainer.observation_vector(), float(r), terminated, False, self._info(val, q)
 
-    def quantities(self, action: Any) -> dict[str, int]:
-        """The quantities an action gives (validated; see ``dus_env.actions``)."""
-        if (
-            not isinstance(action, int | np.integer)
-            and np.shape(action) == ()
-            and self.config.action_type != "discrete"
-        ):
-            raise ValueError(f"action must have shape ({len(self.modalities)},), got a scalar {action!r}")
-        return dict(zip(self.modalities, (int(n) for n in self.mapper.quantities(action))))
+    def action_to_quantities(self, action: Any) -> dict[str, int]:
+        """The quantities an action gives (see ``dus_env.actions``)."""
+        n = self.mapper.action_to_quantities(action, self.config.trainer.batch_size)
+        return dict(zip(self.modalities, (int(k) for k in n)))
+
+    def observation(self) -> DiscrepancyObservation:
+        """The current discrepancy observation (what samplers see; ``step`` returns its vector)."""
+        self._check_started()
+        assert self.trainer is not None
+        return self.trainer.observation()
 
     @property
     def episode_length(self) -> int:
@@ -166,20 +161,24 @@ class DUSEnv(gym.Env):
         if self.trainer is not None:
             total = self.trainer.total_iterations
         else:
-            ipe = self.config.batch_size and -(-len(self.splits.train) // self.config.batch_size)
-            total = ipe * self.config.episode_epochs
-        return -(-total // self.config.decision_interval)
+            t = self.config.trainer
+            total = (t.iterations_per_epoch or -(-len(self.splits.train) // t.batch_size)) * t.epochs
+        return -(-total // self.config.trainer.decision_interval)
 
     # ------------------------------------------------------------------------------------------- internals
-    def _check_running(self) -> None:
+    def _check_started(self) -> None:
         if self.trainer is None:
             raise RuntimeError("call reset() before step()")
+
+    def _check_running(self) -> None:
+        self._check_started()
+        assert self.trainer is not None
         if self.trainer.done:
             raise RuntimeError("the episode has ended; call reset()")
 
     def _validate(self) -> dict[str, float]:
         assert self.trainer is not None
-        return self.trainer.evaluate("val", max_samples=self.config.val_subset, accuracy_only=True)
+        return self.trainer.evaluate("val", max_samples=self.config.trainer.val_max_samples, accuracy_only=True)
 
     def _info(self, val: dict[str, float], q: dict[str, int] | None) -> dict[str, Any]:
         assert self.trainer is not None
@@ -199,9 +198,3 @@ class DUSEnv(gym.Env):
         if q is not None:
             info["train_losses"] = self.trainer.pop_train_losses()
         return info
-
-
-def check_config_compatible(env: DUSEnv, modalities: int) -> None:
-    """Raise ConfigError when ``env`` does not have ``modalities`` modalities."""
-    if len(env.modalities) != modalities:
-        raise ConfigError(f"environment has {len(env.modalities)} modalities, expected {modalities}")

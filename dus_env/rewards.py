@@ -13,15 +13,12 @@ The test split is never read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-from mml_backbones.errors import ConfigError
-
-RewardType = Literal["delta_val_acc", "final_val_acc", "balance"]
-REWARDS = ("delta_val_acc", "final_val_acc", "balance")
+from mml_backbones.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -33,21 +30,36 @@ class RewardInput:
         previous_val_acc: the same before it.
         ratio: S_t(m) / mean_k S_t(k).
         terminal: whether this decision ends the episode.
+        scale: rewards are accuracies times this (100: percentage points).
+        balance_weight: weight of the spread penalty of the "balance" reward.
     """
 
     val_acc: float
     previous_val_acc: float
     ratio: np.ndarray
     terminal: bool
+    scale: float = 100.0
+    balance_weight: float = 1.0
 
 
-def reward(kind: RewardType, x: RewardInput, scale: float = 100.0, balance_weight: float = 1.0) -> float:
-    """The reward of type ``kind`` (see the module docstring)."""
-    if kind == "delta_val_acc":
-        return scale * (x.val_acc - x.previous_val_acc)
-    if kind == "final_val_acc":
-        return scale * x.val_acc if x.terminal else 0.0
-    if kind == "balance":
-        spread = float(np.max(x.ratio) - np.min(x.ratio))
-        return scale * (x.val_acc - x.previous_val_acc) - balance_weight * spread
-    raise ConfigError(f"unknown reward {kind!r}; valid: {', '.join(REWARDS)}")
+RewardFunction = Callable[[RewardInput], float]
+#: reward name -> function; add one with ``REWARDS.register("name", fn)``
+REWARDS: Registry[RewardFunction] = Registry("reward")
+
+
+@REWARDS.register("delta_val_acc")
+def delta_val_acc(x: RewardInput) -> float:
+    """scale x the change of fused validation accuracy over the step."""
+    return x.scale * (x.val_acc - x.previous_val_acc)
+
+
+@REWARDS.register("final_val_acc")
+def final_val_acc(x: RewardInput) -> float:
+    """scale x the final validation accuracy at the last step, 0 before."""
+    return x.scale * x.val_acc if x.terminal else 0.0
+
+
+@REWARDS.register("balance")
+def balance(x: RewardInput) -> float:
+    """delta_val_acc minus balance_weight x the spread of the ratios S_t(m) / mean S_t."""
+    return delta_val_acc(x) - x.balance_weight * float(np.max(x.ratio) - np.min(x.ratio))

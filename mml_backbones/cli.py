@@ -17,27 +17,32 @@ from typing import Any
 
 import pandas as pd
 
-from mml_backbones.config import parse_options, to_dict
+from mml_backbones.config import from_dict, parse_options, to_dict
 from mml_backbones.errors import DUSError
+from mml_backbones.fit import FitResult
 from mml_backbones.methods import METHODS, method_config
+from mml_backbones.models.fusion import FUSIONS
 from mml_backbones.models.model import ModelConfig
+from mml_backbones.optim import OPTIMIZERS, SCHEDULES, OptimConfig
 from mml_backbones.statistics import StatisticsConfig
-from mml_backbones.trainer import FitResult, OptimConfig, Trainer, TrainerConfig
+from mml_backbones.trainer import Trainer
+from mml_backbones.trainer_config import TrainerConfig
 
 log = logging.getLogger("dus")
 
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by every command that builds a TrainerConfig."""
+    """Arguments shared by every command that builds a TrainerConfig (defaults: TrainerConfig's and the method's)."""
+    d = TrainerConfig()
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="synthetic", help="dataset name (see `dus datasets`)")
+    g.add_argument("--dataset", default=d.dataset, help="dataset name (see `dus datasets`)")
     g.add_argument("--path", help="data file for datasets that read one (npz: FILE.npz; hapt: HAPT.pkl.gz)")
     g.add_argument("--data-dir", help="data directory for datasets that read one (crema_d, artelingo)")
     g.add_argument("--preset", help="synthetic preset (mild, strong, three_modal, balanced)")
     g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="extra loader option")
     g.add_argument("--modalities", help="comma-separated subset of modalities (one gives a unimodal baseline)")
     g = p.add_argument_group("method and model")
-    g.add_argument("--method", default="joint", help=f"training method: {', '.join(METHODS.names())}")
+    g.add_argument("--method", default=d.method, help=f"training method: {', '.join(METHODS.names())}")
     g.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="override a method config field")
     g.add_argument("--encoder", help="encoder for every modality (default: by input shape)")
     g.add_argument("--encoders", help="per-modality encoders, e.g. text=minilm,image=mlp")
@@ -48,25 +53,54 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
         help="encoder option for one modality (or *.KEY=VALUE for all), e.g. text.freeze=true",
     )
     g.add_argument(
-        "--fusion", help="fusion module: concat, sum, film, gated, late (default: the method's paper's, else concat)"
+        "--fusion", choices=FUSIONS.names(), help="fusion module (default: the method's paper's, else concat)"
     )
-    g.add_argument("--feature-dim", type=int, default=128)
-    g = p.add_argument_group("schedule")
-    g.add_argument("--epochs", type=int, default=20)
-    g.add_argument("--batch-size", type=int, default=64, help="nominal batch size B")
-    g.add_argument("--optimizer", default="adam", choices=["adam", "adamw", "sgd"])
-    g.add_argument("--lr", type=float, default=1e-3)
-    g.add_argument("--weight-decay", type=float, default=0.0)
-    g.add_argument("--lr-schedule", default="none", choices=["none", "step", "cosine"])
-    g.add_argument("--decision-interval", type=int, default=10, help="iterations between sampler decisions")
-    g.add_argument("--statistic", default="running_mean", choices=["running_mean", "ema", "window"])
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--feature-dim", type=int, default=d.model.feature_dim)
+    g.add_argument(
+        "--dus-losses",
+        action="store_true",
+        help="DUS plug-in: a fusion-only method (concat, ogm_ge) also gets one unimodal loss per modality over its "
+        "n_m samples (on by default with a sampler other than uniform)",
+    )
+    g = p.add_argument_group("schedule (optimiser: the method's paper's unless one of these is given)")
+    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="nominal batch size B")
+    g.add_argument("--optimizer", choices=OPTIMIZERS.names())
+    g.add_argument("--lr", type=float)
+    g.add_argument("--momentum", type=float)
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--lr-schedule", choices=SCHEDULES.names())
+    g.add_argument(
+        "--scale-lr-by-quantity", action="store_true", help="each modality's learning rate times n_m / B (for Adam)"
+    )
+    g.add_argument(
+        "--decision-interval", type=int, default=d.decision_interval, help="iterations between sampler decisions"
+    )
+    g.add_argument("--statistic", default=d.statistics.kind, choices=["running_mean", "ema", "window"])
+    g.add_argument("--seed", type=int, default=d.seed)
     g.add_argument("--threads", type=int, help="torch CPU threads")
-    g.add_argument("--device", default="cpu")
+    g.add_argument("--device", default=d.device)
+
+
+def optim_from_args(args: argparse.Namespace) -> OptimConfig | None:
+    """The optimiser the arguments ask for: None (the method's paper's) unless an optimiser option is given."""
+    given = {
+        "lr": args.lr,
+        "momentum": args.momentum,
+        "weight_decay": args.weight_decay,
+        "schedule": args.lr_schedule,
+        "scale_lr_by_quantity": args.scale_lr_by_quantity or None,
+    }
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.optimizer is None and not given:
+        return None
+    paper = dict(METHODS.get(args.method).method_class().paper_optim)
+    base = paper if args.optimizer in (None, paper.get("name")) else {"name": args.optimizer}
+    return from_dict(OptimConfig, {**base, **given})
 
 
 def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
-    """Build the TrainerConfig that ``args`` describe."""
+    """Build the TrainerConfig that ``args`` describe (unset optimiser and fusion: the method's paper's)."""
     options = parse_options(args.dataset_option)
     if args.path:
         options["path"] = args.path
@@ -74,6 +108,7 @@ def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
         options["data_dir"] = args.data_dir
     if args.preset:
         options["preset"] = args.preset
+    sampler = getattr(args, "sampler", "uniform") or "uniform"
     return TrainerConfig(
         dataset=args.dataset,
         dataset_options=options,
@@ -84,18 +119,19 @@ def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
             encoder=args.encoder,
             encoders=dict(pair.split("=", 1) for pair in args.encoders.split(",")) if args.encoders else {},
             encoder_options=_encoder_options(args.encoder_option),
-            fusion=args.fusion or METHODS.get(args.method).method_class().recommended_fusion or "concat",
+            fusion=args.fusion,
             feature_dim=args.feature_dim,
         ),
-        optim=OptimConfig(name=args.optimizer, lr=args.lr, weight_decay=args.weight_decay, schedule=args.lr_schedule),
+        optim=optim_from_args(args),
         batch_size=args.batch_size,
         epochs=args.epochs,
         decision_interval=args.decision_interval,
+        dus_losses=args.dus_losses or not sampler.startswith("uniform"),
         statistics=StatisticsConfig(kind=args.statistic),
         seed=args.seed,
         device=args.device,
         num_threads=args.threads,
-    )
+    ).resolved()
 
 
 def _encoder_options(pairs: Sequence[str] | None) -> dict[str, dict[str, Any]]:
@@ -138,7 +174,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(
         f"training {config.method} on {config.dataset} ({', '.join(trainer.modalities)}; "
         f"standardized: {', '.join(standardized) if standardized else 'none'}), sampler {args.sampler}, "
-        f"{config.epochs} epochs x {trainer.iterations_per_epoch} iterations, seed {config.seed}",
+        f"{config.epochs} epochs x {trainer.iterations_per_epoch} iterations, optimiser {config.optim.name} "
+        f"lr {config.optim.lr:g}, fusion {config.model.fusion}, seed {config.seed}",
         file=sys.stderr,
     )
     result = trainer.fit(sampler, run_dir=out, resume=args.resume, progress=not args.no_progress)
@@ -195,6 +232,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
         if cls.reference:
             print(f"    reference: {cls.reference}")
         print(f"    config {cls.Config.__name__}: {json.dumps(to_dict(method_config(name)))}")
+        print(f"    optimiser (paper): {json.dumps(cls.paper_optim)}; fusion: {cls.recommended_fusion or 'concat'}")
     return 0
 
 

@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from mml_backbones.errors import ConfigError
 from mml_backbones.observation import DiscrepancyObservation
-from mml_backbones.samplers import Quantities, Sampler, make_sampler, normalise_quantities
+from mml_backbones.quantities import Quantities, QuantityBounds, validate_quantities
+from mml_backbones.samplers import Sampler, make_sampler
 from mml_backbones.statistics import ModalityStatistics, StatisticsConfig
 
 Labels = torch.Tensor | Mapping[str, torch.Tensor]
@@ -40,7 +41,7 @@ class DUSController:
         decision_interval: iterations between sampler calls; the first call is at iteration 0.
         total_iterations: iterations in the schedule, for the observation's progress (None: progress stays 0).
         statistics: how S_t(m) accumulates s_t(m).
-        max_quantity: largest n_m accepted (None: 8 B).
+        max_quantity: largest n_m accepted (None: ``QuantityBounds().high`` x B).
     """
 
     def __init__(
@@ -64,7 +65,7 @@ class DUSController:
         self.batch_size = int(batch_size)
         self.decision_interval = int(decision_interval)
         self.total_iterations = None if total_iterations is None else int(total_iterations)
-        self.max_quantity = int(max_quantity) if max_quantity is not None else 8 * self.batch_size
+        self.max_quantity = int(max_quantity) if max_quantity is not None else QuantityBounds().at(self.batch_size)[1]
         if self.max_quantity < 1:
             raise ConfigError(f"max_quantity must be >= 1, got {max_quantity}")
         # modalities= lets a learned policy refuse a run with another number of modalities, here and not later
@@ -79,8 +80,10 @@ class DUSController:
         self.statistics = ModalityStatistics(self.modalities, statistics)
         self.iteration = 0
         self.sampler_calls = 0
-        self._quantities: dict[str, int] | None = None
-        self._left = 0  # iterations the cached quantities still hold for; 0: the next quantities() decides
+        #: the quantities in force (None before the first decision)
+        self.current: dict[str, int] | None = None
+        #: iterations the current quantities still hold for; 0: the next quantities() decides
+        self.decision_left = 0
 
     # ------------------------------------------------------------------------------------------- decisions
     @property
@@ -91,7 +94,7 @@ class DUSController:
     @property
     def decision_due(self) -> bool:
         """True when the next ``quantities()`` call will ask the sampler."""
-        return self._quantities is None or self._left == 0
+        return self.current is None or self.decision_left == 0
 
     def observation(self) -> DiscrepancyObservation:
         """The cumulative modality discrepancy now, as samplers see it."""
@@ -108,7 +111,7 @@ class DUSController:
 
     def validate(self, quantities: Quantities) -> dict[str, int]:
         """Check quantities against the modalities and max_quantity; return them as a dict of ints."""
-        return normalise_quantities(quantities, self.modalities, self.max_quantity)
+        return validate_quantities(quantities, self.modalities, self.max_quantity)
 
     def quantities(self) -> dict[str, int]:
         """The n_m of the next iteration; asks the sampler at decision points and caches its answer."""
@@ -116,8 +119,8 @@ class DUSController:
             # validated once per decision, not once per iteration
             self._set(self.validate(self.sampler(self.observation())))
             self.sampler_calls += 1
-        assert self._quantities is not None
-        return dict(self._quantities)
+        assert self.current is not None
+        return dict(self.current)
 
     def set_quantities(self, quantities: Quantities) -> dict[str, int]:
         """Impose quantities for the next decision_interval iterations instead of asking the sampler."""
@@ -126,8 +129,8 @@ class DUSController:
         return dict(q)
 
     def _set(self, q: dict[str, int]) -> None:
-        self._quantities = q
-        self._left = self.decision_interval
+        self.current = q
+        self.decision_left = self.decision_interval
 
     # ---------------------------------------------------------------------------------------------- updates
     def update_scores(self, scores: Mapping[str, float], quantities: Quantities | None = None) -> None:
@@ -138,7 +141,7 @@ class DUSController:
         q = self._used(quantities)
         self.statistics.update({m: float(s) for m, s in scores.items()}, q)
         self.iteration += 1
-        self._left = max(0, self._left - 1)
+        self.decision_left = max(0, self.decision_left - 1)
 
     def update(
         self, logits: Mapping[str, torch.Tensor], labels: Labels, quantities: Quantities | None = None
@@ -166,11 +169,11 @@ class DUSController:
 
     def _used(self, quantities: Quantities | None) -> Mapping[str, int]:
         if quantities is None:
-            if self._quantities is None:
+            if self.current is None:
                 raise ConfigError("no quantities for this iteration: call quantities() first or pass quantities=")
-            return self._quantities
-        if self._quantities is not None and quantities == self._quantities:
-            return self._quantities  # already validated when it was decided
+            return self.current
+        if self.current is not None and quantities == self.current:
+            return self.current  # already validated when it was decided
         return self.validate(quantities)
 
     # ----------------------------------------------------------------------------------------------- state
@@ -180,8 +183,8 @@ class DUSController:
             "modalities": list(self.modalities),
             "iteration": self.iteration,
             "sampler_calls": self.sampler_calls,
-            "quantities": None if self._quantities is None else dict(self._quantities),
-            "left": self._left,
+            "quantities": None if self.current is None else dict(self.current),
+            "left": self.decision_left,
             "statistics": self.statistics.state_dict(),
         }
 
@@ -194,8 +197,8 @@ class DUSController:
         self.iteration = int(state["iteration"])
         self.sampler_calls = int(state["sampler_calls"])
         q = state["quantities"]
-        self._quantities = None if q is None else {m: int(q[m]) for m in self.modalities}
-        self._left = int(state["left"])
+        self.current = None if q is None else {m: int(q[m]) for m in self.modalities}
+        self.decision_left = int(state["left"])
         self.statistics.load_state_dict(state["statistics"])
 
     def __repr__(self) -> str:
@@ -227,7 +230,7 @@ def nested_prefixes(
 
     The fusion uses the paired prefix, the first ``n_paired = min_m n_m`` samples of every modality.
     """
-    q = normalise_quantities(quantities, tuple(inputs))
+    q = validate_quantities(quantities, tuple(inputs))
     k = max(q.values())
     short = {m: len(x) for m, x in inputs.items() if len(x) < k}
     if len(labels) < k:

@@ -79,6 +79,11 @@ class CsvLog:
         with self.path.open(newline="") as f:
             return list(csv.DictReader(f))
 
+    def clear(self) -> None:
+        """Remove the file and forget its header (a fresh run in an old directory)."""
+        self.path.unlink(missing_ok=True)
+        self.fields = None
+
     def truncate(self, keep: int) -> None:
         """Keep only the first ``keep`` rows (used when resuming from an earlier checkpoint)."""
         rows = self.read()
@@ -124,11 +129,6 @@ class RunDir:
     def write_config(self, config: Mapping[str, Any]) -> None:
         """Write config.json."""
         write_json(self.path / "config.json", config)
-
-    def read_config(self) -> dict[str, Any] | None:
-        """config.json, or None when absent."""
-        p = self.path / "config.json"
-        return json.loads(p.read_text()) if p.is_file() else None
 
     def write_final(self, final: Mapping[str, Any]) -> None:
         """Write final.json."""

@@ -8,17 +8,13 @@ imports them.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
-
 from mml_backbones.errors import ConfigError
 from mml_backbones.observation import DiscrepancyObservation
-
-Quantities = Mapping[str, int] | Sequence[int] | np.ndarray
+from mml_backbones.quantities import Quantities
 
 
 @runtime_checkable
@@ -45,41 +41,6 @@ class UniformSampler:
 
     def __repr__(self) -> str:
         return f"UniformSampler(batch_size={self.batch_size})"
-
-
-def normalise_quantities(
-    quantities: Quantities, modalities: Sequence[str], max_quantity: int | None = None
-) -> dict[str, int]:
-    """Validate quantities (a mapping or a sequence in modality order) and return them as a dict of ints."""
-    if isinstance(quantities, Mapping):
-        unknown = [m for m in quantities if m not in modalities]
-        if unknown:
-            raise ConfigError(f"quantities name unknown modality {unknown}; modalities are {list(modalities)}")
-        missing = [m for m in modalities if m not in quantities]
-        if missing:
-            raise ConfigError(f"quantities miss modality {missing}")
-        values = [quantities[m] for m in modalities]
-    else:
-        values = list(np.asarray(quantities).reshape(-1)) if not isinstance(quantities, list) else quantities
-        if len(values) != len(modalities):
-            raise ConfigError(f"expected {len(modalities)} quantities (for {list(modalities)}), got {len(values)}")
-    out = {}
-    for m, v in zip(modalities, values):
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            raise ConfigError(f"quantity for {m!r} is not a number: {v!r}") from None
-        if not math.isfinite(f):
-            raise ConfigError(f"quantity for {m!r} is {f}; quantities must be finite")
-        if f != round(f):
-            raise ConfigError(f"quantity for {m!r} must be an integer number of samples, got {f}")
-        n = round(f)
-        if n < 1:
-            raise ConfigError(f"quantity for {m!r} must be >= 1, got {n}")
-        if max_quantity is not None and n > max_quantity:
-            raise ConfigError(f"quantity for {m!r} is {n}, above the maximum {max_quantity}")
-        out[m] = n
-    return out
 
 
 def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:

@@ -87,11 +87,6 @@ class ModalityStatistics:
                 new = np.where(counts > 0, np.nansum(stacked, 0) / np.maximum(counts, 1), self.cumulative)
         self.cumulative = np.where(scored, new, self.cumulative)
 
-    def ratio(self) -> np.ndarray:
-        """S_t(m) divided by the mean over modalities (1 everywhere before the first update)."""
-        mean = self.cumulative.mean()
-        return self.cumulative / mean if mean > 0 else np.ones(len(self.modalities))
-
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume."""
         return {

@@ -106,6 +106,8 @@ class MethodContext:
         train_data: the training split (methods that gather statistics over it, such as MIE, read it).
         device: torch device of the model.
         seed: the run's seed.
+        dus_losses: the DUS plug-in is on: a fusion-only method also trains each unimodal head, with its loss
+            over the modality's n_m samples reaching the encoder (DESIGN.md "DUS is a plug-in").
     """
 
     modalities: tuple[str, ...]
@@ -116,6 +118,7 @@ class MethodContext:
     train_data: MultimodalDataset
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     seed: int = 0
+    dus_losses: bool = False
 
 
 class Method:
@@ -126,8 +129,11 @@ class Method:
     Config: ClassVar[type] = type(None)
     #: where the method and its defaults come from
     reference: ClassVar[str] = ""
-    #: the fusion of the method's paper, used by the CLI when no --fusion is given (None: concat)
+    #: the fusion of the method's paper, used wherever a run's ModelConfig leaves the fusion unset (None: concat)
     recommended_fusion: ClassVar[str | None] = None
+    #: the optimiser of the method's paper or released code (OptimConfig fields), used wherever a run's
+    #: TrainerConfig leaves ``optim`` unset
+    paper_optim: ClassVar[dict[str, Any]] = {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4}
 
     def __init__(self, config: Any, model: MultimodalModel, context: MethodContext) -> None:
         self.config = config
@@ -135,9 +141,14 @@ class Method:
         self.context = context
 
     @property
+    def fusion_only(self) -> bool:
+        """Whether the method's only loss is the fusion loss (its unimodal heads are ``monitor/`` terms)."""
+        return False
+
+    @property
     def detach_unimodal(self) -> bool:
         """Whether the unimodal heads are monitors whose loss must not reach the encoders."""
-        return False
+        return self.fusion_only and not self.context.dus_losses
 
     def forward(self, batch: IterationBatch) -> ModelOutput:
         """Run the model on the batch (all modalities, fused on the paired prefix)."""
@@ -155,6 +166,8 @@ class Method:
         """Forward, losses, backward, gradient modification (the optimiser step is the Trainer's)."""
         output = self.forward(batch)
         losses = self.losses(output, batch)
+        if self.fusion_only and self.context.dus_losses:  # the DUS plug-in: the monitors become real losses
+            losses = {f"dus/{k[8:]}" if k.startswith("monitor/") else k: v for k, v in losses.items()}
         total = sum(losses.values())
         if isinstance(total, torch.Tensor) and total.requires_grad:
             total.backward()

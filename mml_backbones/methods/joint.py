@@ -38,14 +38,14 @@ class Joint(Method):
     reference = "standard joint training; unimodal terms as in the DUS paper's per-modality heads"
 
     @property
-    def detach_unimodal(self) -> bool:
+    def fusion_only(self) -> bool:
         return self.config.unimodal_weight == 0
 
     def losses(self, output: ModelOutput, batch: IterationBatch) -> dict[str, torch.Tensor]:
         out = {"fused": self.config.fusion_weight * fused_loss(output, batch)}
         for m in self.context.modalities:
             term = unimodal_loss(output, batch, m)
-            if self.detach_unimodal:
+            if self.fusion_only:
                 out[f"monitor/{m}"] = term
             else:
                 out[f"unimodal/{m}"] = self.config.unimodal_weight * term

@@ -51,7 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -137,6 +137,8 @@ class MIE(Method):
         "(MIE, arXiv 2407.04587); code njustkmg/IJCAI25-IGM"
     )
     recommended_fusion = "late"
+    #: IGM/MIE released code: SGD, lr 1e-2, momentum 0.9, weight decay 1e-4
+    paper_optim: ClassVar[dict[str, Any]] = {"name": "sgd", "lr": 1e-2, "momentum": 0.9, "weight_decay": 1e-4}
 
     def __init__(self, config: MIEConfig, model: MultimodalModel, context: MethodContext) -> None:
         super().__init__(config, model, context)

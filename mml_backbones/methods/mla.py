@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -98,6 +98,8 @@ class MLA(Method):
         "code Cecile-hi/Multimodal-Learning-with-Alternating-Unimodal-Adaptation"
     )
     recommended_fusion = "late"
+    #: the group's released training scripts (OGM-GE lineage): SGD, lr 1e-3, momentum 0.9, weight decay 1e-4
+    paper_optim: ClassVar[dict[str, Any]] = {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4}
 
     def __init__(self, config: MLAConfig, model: MultimodalModel, context: MethodContext) -> None:
         super().__init__(config, model, context)

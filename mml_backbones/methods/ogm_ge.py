@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 
@@ -76,8 +76,19 @@ class OGMGE(Method):
     Config = OGMGEConfig
     reference = "Peng et al., Balanced Multimodal Learning via On-the-fly Gradient Modulation, CVPR 2022"
 
+    #: the authors' main.py: SGD, lr 1e-3, momentum 0.9, weight decay 1e-4, lr x 0.1 every 70 epochs
+    paper_optim: ClassVar[dict[str, Any]] = {
+        "name": "sgd",
+        "lr": 1e-3,
+        "momentum": 0.9,
+        "weight_decay": 1e-4,
+        "schedule": "step",
+        "step_size": 70,
+        "gamma": 0.1,
+    }
+
     @property
-    def detach_unimodal(self) -> bool:
+    def fusion_only(self) -> bool:
         return True
 
     def losses(self, output: ModelOutput, batch: IterationBatch) -> dict[str, torch.Tensor]:

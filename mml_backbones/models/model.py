@@ -25,7 +25,8 @@ class ModelConfig:
         encoders: per-modality encoder names, overriding ``encoder``.
         encoder_options: keyword options for the encoders, per modality name or under "*" for all.
         feature_dim: size of every encoder's output features.
-        fusion: fusion module name (concat, sum, film, gated, late).
+        fusion: fusion module name (concat, sum, film, gated, late); None: the method's recommended fusion
+            (resolved by ``TrainerConfig.resolved``), else concat.
         fusion_options: keyword options for the fusion module.
     """
 
@@ -33,7 +34,7 @@ class ModelConfig:
     encoders: dict[str, str] = field(default_factory=dict)
     encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     feature_dim: int = 128
-    fusion: str = "concat"
+    fusion: str | None = None
     fusion_options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -136,5 +137,7 @@ def build_model(
             **config.encoder_options.get(m, {}),
         }
         encoders[m] = build_encoder(name, shape, config.feature_dim, **options)
-    fusion = build_fusion(config.fusion, {m: e.feature_dim for m, e in encoders.items()}, **config.fusion_options)
+    fusion = build_fusion(
+        config.fusion or "concat", {m: e.feature_dim for m, e in encoders.items()}, **config.fusion_options
+    )
     return MultimodalModel(encoders, dataset.num_classes, fusion)

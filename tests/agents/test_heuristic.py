@@ -22,8 +22,8 @@ def test_weaker_modality_gets_more_by_the_design_rule():
 
 
 def test_clipping_scales_with_the_batch_size():
-    q = HeuristicSampler(gamma=4.0, n_min=16, n_max=256)(obs([0.9, 0.05], b=32))
-    assert q == {"m0": 8, "m1": 128}  # bounds given at B = 64, halved at B = 32
+    q = HeuristicSampler(gamma=4.0)(obs([0.9, 0.05], b=32))
+    assert q == {"m0": 8, "m1": 128}  # bounds are relative to B: [0.25 B, 4 B]
 
 
 def test_equal_scores_and_the_start_give_uniform():
@@ -31,8 +31,8 @@ def test_equal_scores_and_the_start_give_uniform():
 
 
 def test_spec_parsing_and_errors():
-    s = make_sampler("heuristic:gamma=2,n_min=8")
-    assert isinstance(s, HeuristicSampler) and s.gamma == 2 and s.n_min == 8
+    s = make_sampler("heuristic:gamma=2,low=0.125,budget=equal")
+    assert isinstance(s, HeuristicSampler) and s.gamma == 2 and s.bounds.low == 0.125 and s.budget == "equal"
     with pytest.raises(ConfigError, match="options are gamma"):
         make_sampler("heuristic:beta=1")
     with pytest.raises(ConfigError, match="gamma must be"):

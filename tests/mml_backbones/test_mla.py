@@ -14,6 +14,7 @@ from mml_backbones.methods import method_config
 from mml_backbones.methods.base import Predictions
 from mml_backbones.methods.mla import OrthogonalProjector
 from mml_backbones.models.model import ModelConfig
+from mml_backbones.optim import OptimConfig
 from mml_backbones.trainer import Trainer, TrainerConfig
 
 TINY = {"preset": "mild", "n_train": 512, "n_val": 256, "n_test": 256}
@@ -27,7 +28,12 @@ def splits():
 
 def mla_config(**options) -> TrainerConfig:
     return TrainerConfig(
-        dataset_options=dict(TINY), method="mla", method_options=options, model=ModelConfig(fusion="late"), epochs=1
+        dataset_options=dict(TINY),
+        method="mla",
+        method_options=options,
+        model=ModelConfig(fusion="late"),
+        epochs=1,
+        optim=OptimConfig("adam"),  # the mechanism test was calibrated with Adam
     )
 
 

@@ -1,0 +1,206 @@
+"""The run layer over the step-wise Trainer: a whole schedule, validation selection, the run directory, resume.
+
+``fit(trainer, sampler)`` (also ``Trainer.fit``) calls the sampler at every decision point, evaluates on
+validation after every epoch, keeps the best epoch's weights, scores the test split once at the end, and,
+given a run directory, writes config.json, metrics.csv, decisions.csv, checkpoints and final.json as it goes
+(see ``run_dir.py``); ``resume=True`` continues from the last checkpoint exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from mml_backbones.config import to_dict
+from mml_backbones.methods import method_config
+from mml_backbones.run_dir import RunDir
+from mml_backbones.samplers import Sampler, UniformSampler
+
+if TYPE_CHECKING:
+    from mml_backbones.trainer import Trainer
+
+
+@dataclass
+class FitResult:
+    """The outcome of ``fit``.
+
+    Attributes:
+        best_epoch: epoch (1-based) whose weights were kept, chosen on validation.
+        val: validation metrics of the kept weights (with probes).
+        test: test metrics of the kept weights (with probes); the only time the test split is read.
+        history: per-epoch rows as written to metrics.csv.
+        seconds: wall time of training (evaluation included).
+        run_dir: the run directory, if any.
+        selected: post-hoc settings the method chose on validation (e.g. ensemble weights).
+        extra: metrics on the dataset's extra splits (e.g. a transfer split), reported like test.
+    """
+
+    best_epoch: int
+    val: dict[str, float]
+    test: dict[str, float]
+    history: list[dict[str, Any]]
+    seconds: float
+    run_dir: Path | None = None
+    selected: dict[str, float] = field(default_factory=dict)
+    extra: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def run_config(trainer: Trainer, sampler: Sampler | None = None) -> dict[str, Any]:
+    """The resolved configuration of a run, as written to config.json."""
+    c = trainer.config
+    return {
+        "trainer": to_dict(c),
+        "method_config": to_dict(method_config(c.method, c.method_options)),
+        "sampler": repr(sampler) if sampler is not None else None,
+        "dataset": {"sizes": trainer.splits.sizes(), "modalities": list(trainer.modalities), **trainer.splits.info},
+        "schedule": {
+            "iterations_per_epoch": trainer.iterations_per_epoch,
+            "total_iterations": trainer.total_iterations,
+        },
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__},
+    }
+
+
+class _Selection:
+    """Per-epoch validation, best-epoch bookkeeping and the run directory's epoch files."""
+
+    def __init__(self, trainer: Trainer, out: RunDir | None, start: float) -> None:
+        self.trainer, self.out, self.start = trainer, out, start
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None}
+        self.decisions_written = 0
+
+    def resume(self) -> None:
+        """Continue from the run directory's last checkpoint."""
+        assert self.out is not None
+        ckpt = self.out.load(self.out.last_checkpoint)
+        self.trainer.load_state_dict(ckpt["trainer"])
+        self.best, self.history = ckpt["best"], ckpt["history"]
+        self.start -= ckpt["seconds"]
+        self.decisions_written = ckpt["decisions_written"]
+        self.out.metrics.truncate(len(self.history))
+        self.out.decisions.truncate(self.decisions_written)
+
+    def log_decision(self, quantities: dict[str, int], cumulative: np.ndarray) -> None:
+        """One row of decisions.csv."""
+        t = self.trainer
+        if self.out is None:
+            return
+        row: dict[str, Any] = {"iteration": t.iteration, "epoch": t.epoch}
+        row.update({f"n/{m}": quantities[m] for m in t.modalities})
+        row.update({f"S/{m}": float(s) for m, s in zip(t.modalities, cumulative)})
+        self.out.decisions.append(row)
+        self.decisions_written += 1
+
+    def on_epoch_end(self, trainer: Trainer) -> None:
+        """Validate, keep the best weights, write the epoch's row and the resume checkpoint."""
+        t, out = trainer, self.out
+        val_pred, _ = t.predict("val", max_samples=t.config.val_max_samples)
+        selected = t.method.select_on_validation(val_pred)
+        val = t.metrics_of(val_pred)
+        row: dict[str, Any] = {"epoch": t.epoch, "iteration": t.iteration, "lr": t.current_lr()}
+        row.update({f"train/{k}": v for k, v in t.pop_train_losses().items()})
+        row.update({f"val/{k}": v for k, v in val.items()})
+        row.update({f"S/{m}": float(s) for m, s in zip(t.modalities, t.statistics.cumulative)})
+        row.update({f"samples/{m}": int(n) for m, n in zip(t.modalities, t.statistics.samples)})
+        row["seconds"] = time.perf_counter() - self.start
+        score = val[t.config.selection_metric]
+        if score > self.best["score"]:
+            model = copy.deepcopy(t.model.state_dict())
+            self.best = {"score": score, "epoch": t.epoch, "model": model}
+            if out is not None:
+                out.save({"model": model, "epoch": t.epoch, "selected": selected}, out.best_checkpoint)
+        self.history.append(row)
+        if out is not None:
+            out.metrics.append(row)
+            state = {
+                "trainer": t.state_dict(),
+                "best": self.best,
+                "history": self.history,
+                "seconds": time.perf_counter() - self.start,
+                "decisions_written": self.decisions_written,
+            }
+            out.save(state, out.last_checkpoint)
+
+
+def fit(
+    trainer: Trainer,
+    sampler: Sampler | None = None,
+    run_dir: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> FitResult:
+    """Train the whole schedule with ``sampler`` deciding the quantities, select on validation, report test.
+
+    Args:
+        trainer: a Trainer, fresh or (with ``resume``) to be restored from ``run_dir``.
+        sampler: called every ``decision_interval`` iterations with the observation; uniform by default.
+        run_dir: where config, metrics, checkpoints and the final report go (None: nothing written).
+        resume: continue from ``run_dir``'s last checkpoint when there is one.
+        progress: show a tqdm progress bar.
+    """
+    t = trainer
+    sampler = sampler if sampler is not None else UniformSampler()
+    out = RunDir(run_dir) if run_dir is not None else None
+    sel = _Selection(t, out, time.perf_counter())
+    if out is not None:
+        if resume and out.last_checkpoint.is_file():
+            sel.resume()
+        else:
+            out.metrics.clear()
+            out.decisions.clear()
+        out.write_config(run_config(t, sampler))
+
+    bar = tqdm(total=t.total_iterations, initial=t.iteration, disable=not progress, unit="it", leave=False)
+    t.epoch_callbacks.append(sel.on_epoch_end)
+    try:
+        while not t.done:
+            if t.controller.decision_due:
+                obs = t.observation()
+                q = t.decide(sampler(obs))
+                sel.log_decision(q, obs.cumulative)
+            ran = t.run_iterations(t.decision_left)
+            bar.update(ran)
+            bar.set_postfix(epoch=t.epoch)
+    finally:
+        t.epoch_callbacks.remove(sel.on_epoch_end)
+        bar.close()
+
+    if sel.best["model"] is not None:
+        t.model.load_state_dict(sel.best["model"])
+    val_pred, _ = t.predict("val")
+    selected = t.method.select_on_validation(val_pred)
+    final = t.evaluate(["val", "test", *t.splits.extra], probe=True)
+    seconds = time.perf_counter() - sel.start
+    result = FitResult(
+        best_epoch=sel.best["epoch"],
+        val=final["val"],
+        test=final["test"],
+        history=sel.history,
+        seconds=seconds,
+        run_dir=out.path if out is not None else None,
+        selected=selected,
+        extra={k: final[k] for k in t.splits.extra},
+    )
+    if out is not None:
+        report = {
+            "best_epoch": result.best_epoch,
+            "selection_metric": f"val/{t.config.selection_metric}",
+            "selected_on_validation": selected,
+            "val": result.val,
+            "test": result.test,
+            **{f"extra/{k}": v for k, v in result.extra.items()},
+            "seconds": seconds,
+            "seconds_per_epoch": seconds / max(1, t.config.epochs),
+        }
+        out.write_final(report)
+    return result

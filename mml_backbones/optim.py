@@ -1,0 +1,78 @@
+"""Optimisers and learning-rate schedules, by name: the config, the registries and the builders.
+
+Each method names the optimiser of its paper or released code (``Method.paper_optim``); a run whose
+``TrainerConfig.optim`` is None takes it (see ``trainer_config.resolve``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from mml_backbones.errors import ConfigError
+from mml_backbones.registry import Registry
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimiser and learning-rate schedule.
+
+    Attributes:
+        name: registered optimiser ("sgd", "adam", "adamw").
+        lr: learning rate.
+        weight_decay: L2 (SGD, Adam) or decoupled (AdamW) weight decay.
+        momentum: SGD momentum.
+        schedule: registered schedule: "none", "step" (multiply by ``gamma`` every ``step_size`` epochs) or
+            "cosine" (over the run's epochs).
+        step_size: epochs between steps of the "step" schedule.
+        gamma: factor of the "step" schedule.
+        grad_clip: clip the global gradient norm to this value (None: no clipping).
+        scale_lr_by_quantity: give each modality's encoder and head their own parameter group whose learning
+            rate is multiplied by n_m / B at every decision, so the allocation survives adaptive optimisers
+            (Adam normalises the n_m / B scaling of the loss away). Off in the papers.
+    """
+
+    name: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: Literal["none", "step", "cosine"] = "none"
+    step_size: int = 30
+    gamma: float = 0.1
+    grad_clip: float | None = None
+    scale_lr_by_quantity: bool = False
+
+    def __post_init__(self) -> None:
+        OPTIMIZERS.get(self.name)
+        SCHEDULES.get(self.schedule)
+        if self.lr <= 0:
+            raise ConfigError(f"learning rate must be > 0, got {self.lr}")
+
+
+OptimizerFactory = Callable[[Iterable[Any], OptimConfig], torch.optim.Optimizer]
+ScheduleFactory = Callable[[torch.optim.Optimizer, OptimConfig, int], "torch.optim.lr_scheduler.LRScheduler | None"]
+
+OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
+SCHEDULES: Registry[ScheduleFactory] = Registry("lr schedule")
+
+OPTIMIZERS.register("sgd", lambda p, o: torch.optim.SGD(p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay))
+OPTIMIZERS.register("adam", lambda p, o: torch.optim.Adam(p, lr=o.lr, weight_decay=o.weight_decay))
+OPTIMIZERS.register("adamw", lambda p, o: torch.optim.AdamW(p, lr=o.lr, weight_decay=o.weight_decay))
+SCHEDULES.register("none", lambda opt, o, epochs: None)
+SCHEDULES.register("step", lambda opt, o, epochs: torch.optim.lr_scheduler.StepLR(opt, o.step_size, o.gamma))
+SCHEDULES.register("cosine", lambda opt, o, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs))
+
+
+def build_optimizer(params: Iterable[Any], config: OptimConfig) -> torch.optim.Optimizer:
+    """The optimiser ``config`` names, over ``params`` (tensors or parameter-group dicts)."""
+    return OPTIMIZERS.get(config.name)(params, config)
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, config: OptimConfig, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-epoch learning-rate schedule ``config`` names (None for "none")."""
+    return SCHEDULES.get(config.schedule)(optimizer, config, epochs)

@@ -1,0 +1,53 @@
+"""The headroom gate: its probes keep the budget, and its verdict logic on stub tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from agents.headroom import UNIFORM, best_constant, format_gate, gate_table, run_gate, schedules, verdict
+from mml_backbones.observation import DiscrepancyObservation
+
+
+def obs(progress: float) -> DiscrepancyObservation:
+    z = np.zeros(2)
+    return DiscrepancyObservation(("strong", "weak"), z, z, z.astype(int), progress, 0, 64)
+
+
+def test_equal_budget_probes_use_m_times_b_and_controls_use_more():
+    for s in schedules(("strong", "weak"), 64):
+        for p in (0.1, 0.9):
+            total = sum(s.sampler(obs(p)).values())
+            assert total == 128 if s.block == "equal budget" else total > 128
+    names = [s.name for s in schedules(("a", "b", "c"), 64)]
+    assert "a favoured 144/24/24" in names and "c x2 (more compute)" in names
+
+
+def stub(diffs: dict[str, tuple[str, str, list[float]]]) -> pd.DataFrame:
+    rows = []
+    for seed in range(8):
+        rows.append({"schedule": UNIFORM, "block": "equal budget", "kind": "reference", "seed": seed,
+                     "final_val_acc": 0.8 + 0.01 * seed, "samples_per_iteration": 128.0})  # fmt: skip
+        for name, (block, kind, d) in diffs.items():
+            rows.append({"schedule": name, "block": block, "kind": kind, "seed": seed,
+                         "final_val_acc": 0.8 + 0.01 * seed + d[seed], "samples_per_iteration": 128.0})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_the_verdict_counts_equal_budget_schedules_only():
+    noise = [0.001, -0.001] * 4
+    up = [0.03 + e for e in noise]
+    yes = gate_table(stub({"weak favoured": ("equal budget", "constant", up)}))
+    assert verdict(yes) and best_constant(yes) == "weak favoured"
+    assert format_gate(yes, "stub").splitlines()[-1] == "headroom: yes"
+    more = gate_table(stub({"weak x2": ("extra compute", "control", up), "flat": ("equal budget", "constant", noise)}))
+    assert not verdict(more)  # a gain bought with extra compute is not headroom
+    assert format_gate(more, "stub").splitlines()[-1] == "headroom: no"
+
+
+def test_the_gate_runs_and_resumes_from_its_csv(tmp_path):
+    csv = tmp_path / "gate.csv"
+    first = run_gate("dus_env/DUS-Tiny-v1", 2, csv)
+    again = run_gate("dus_env/DUS-Tiny-v1", 2, csv)  # every episode is found: nothing runs twice
+    assert len(first) == len(again) == 2 * len(schedules(("strong", "weak"), 32))
+    assert np.allclose(first["final_val_acc"].to_numpy(), again["final_val_acc"].to_numpy())
