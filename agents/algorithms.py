@@ -28,7 +28,7 @@ from stable_baselines3 import A2C, DQN, PPO, SAC, TD3
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.noise import NormalActionNoise
 
-from mml_backbones.errors import ConfigError
+from mml_backbones.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -123,18 +123,19 @@ def _dqn(length: int, m: int) -> dict[str, Any]:
     }
 
 
-ALGOS: dict[str, AlgoSpec] = {
-    "ppo": AlgoSpec("ppo", PPO, "box", _ppo),
-    "a2c": AlgoSpec("a2c", A2C, "box", _a2c),
-    "reinforce": AlgoSpec("reinforce", A2C, "box", reinforce_settings),
-    "sac": AlgoSpec("sac", SAC, "box", _sac),
-    "td3": AlgoSpec("td3", TD3, "box", _td3),
-    "dqn": AlgoSpec("dqn", DQN, "discrete", _dqn),
-}
+#: algorithm name -> AlgoSpec; add one with ``ALGOS.register(name, AlgoSpec(...))``
+ALGOS: Registry[AlgoSpec] = Registry("algorithm")
+for _spec in (
+    AlgoSpec("ppo", PPO, "box", _ppo),
+    AlgoSpec("a2c", A2C, "box", _a2c),
+    AlgoSpec("reinforce", A2C, "box", reinforce_settings),
+    AlgoSpec("sac", SAC, "box", _sac),
+    AlgoSpec("td3", TD3, "box", _td3),
+    AlgoSpec("dqn", DQN, "discrete", _dqn),
+):
+    ALGOS.register(_spec.name, _spec)
 
 
 def algo_spec(name: str) -> AlgoSpec:
     """The AlgoSpec called ``name`` or a ConfigError listing the valid ones."""
-    if name not in ALGOS:
-        raise ConfigError(f"unknown algorithm {name!r}; valid: {', '.join(ALGOS)}")
-    return ALGOS[name]
+    return ALGOS.get(name)

@@ -17,7 +17,7 @@ def register_commands(sub: Any) -> None:
     """Add this package's subcommands to the ``dus`` parser."""
     p = sub.add_parser("train-policy", help="train a sampling policy with Stable-Baselines3 on a DUS environment")
     p.add_argument("--env", default="dus_env/DUS-v0", help="environment id")
-    p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "reinforce", "sac", "td3", "dqn"])
+    p.add_argument("--algo", default="ppo", help="ppo, a2c, reinforce, sac, td3 or dqn (agents.algorithms.ALGOS)")
     p.add_argument("--timesteps", type=int, default=4096, help="environment steps in total")
     p.add_argument("--n-envs", type=int, default=1, help="parallel environments (SubprocVecEnv when > 1)")
     p.add_argument("--out", default="runs/policy", help="run directory")

@@ -8,10 +8,8 @@ each) or, with ``backend="ray"``, as Ray tasks (``ray.init()`` locally or ``addr
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -121,15 +119,22 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
     bayes = trainer.splits.info.get("bayes_accuracy", {})
     if "all" in bayes:
         row["bayes/all"] = bayes["all"]
+    # the Bayes accuracy of what this run sees: all modalities, or the one it was restricted to
+    subset = "all" if cell.modalities is None else cell.modalities[0] if len(cell.modalities) == 1 else None
+    if subset in bayes:
+        row["bayes/run"] = bayes[subset]
     return row
 
 
 class ResultsCsv:
-    """The grid's CSV: rows appended as cells finish, keys of finished cells readable."""
+    """The grid's CSV (a ``run_dir.CsvLog``): rows appended and fsynced as cells finish, read as a DataFrame."""
 
     def __init__(self, path: str | Path) -> None:
+        from mml_backbones.run_dir import CsvLog
+
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.log = CsvLog(self.path)
 
     def done(self) -> set[str]:
         """Keys of the cells already in the file."""
@@ -143,24 +148,7 @@ class ResultsCsv:
 
     def append(self, row: dict[str, Any]) -> None:
         """Append one row; a new column rewrites the file once with the widened header."""
-        import pandas as pd
-
-        if self.path.is_file():
-            old = pd.read_csv(self.path)
-            if set(row) - set(old.columns):
-                pd.concat([old, pd.DataFrame([row])], ignore_index=True).to_csv(self.path, index=False)
-                return
-            fields = list(old.columns)
-        else:
-            fields = list(row)
-        new = not self.path.is_file()
-        with self.path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fields, extrasaction="ignore")
-            if new:
-                w.writeheader()
-            w.writerow(row)
-            f.flush()
-            os.fsync(f.fileno())
+        self.log.append(row)
 
 
 def run_grid(

@@ -20,6 +20,16 @@ def pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:
     return f"{scale * v.mean():.{digits}f} ± {scale * std:.{digits}f}"
 
 
+def _bayes_of_run(part: pd.DataFrame) -> pd.Series | None:
+    """The Bayes accuracy each row can reach: of its own modality set (older rows only know the joint one)."""
+    if "bayes/run" in part and part["bayes/run"].notna().all():
+        return part["bayes/run"]
+    multimodal = "modalities" in part and part["modalities"].astype(str).str.contains(",").all()
+    if multimodal and "bayes/all" in part and part["bayes/all"].notna().all():
+        return part["bayes/all"]  # a single-modality row is not divided by the joint Bayes accuracy
+    return None
+
+
 def mean_std_table(df: pd.DataFrame, order: Sequence[str] | None = None, by: str = "group") -> pd.DataFrame:
     """Per group: test fused accuracy, each modality's test probe accuracy (all %), s/epoch and seeds."""
     probes = sorted(c for c in df if c.startswith("test/probe/") and df[c].notna().any())
@@ -32,8 +42,9 @@ def mean_std_table(df: pd.DataFrame, order: Sequence[str] | None = None, by: str
         row = {by: g, "test acc (%)": pm(part["test/fused_acc"])}
         for c in probes:
             row[f"probe {c.split('/')[-1]} (%)"] = pm(part[c])
-        if "bayes/all" in part and part["bayes/all"].notna().any():
-            row["acc / Bayes"] = f"{(part['test/fused_acc'] / part['bayes/all']).mean():.3f}"
+        bayes = _bayes_of_run(part)
+        if bayes is not None:
+            row["acc / Bayes"] = f"{(part['test/fused_acc'] / bayes).mean():.3f}"
         row["s/epoch"] = f"{part['seconds_per_epoch'].mean():.2f}"
         row["seeds"] = part["seed"].nunique()
         rows.append(row)

@@ -178,7 +178,7 @@ def downstream_cells(plan: Plan, policies: dict[tuple[int, str], Path]) -> list[
     return cells
 
 
-def summarise(df: pd.DataFrame, bayes: dict[str, float]) -> pd.DataFrame:
+def sampler_summary(df: pd.DataFrame, bayes: dict[str, float]) -> pd.DataFrame:
     """One row per (dataset, method, sampler): test accuracy, difference to uniform, Bayes fraction, probes."""
     df = df.copy()
     df[["ds", "meth", "samp"]] = df["group"].str.split("|", expand=True)
@@ -303,7 +303,7 @@ def run(plan: Plan, workers: int = 1, backend: str = "local", address: str | Non
     df = df[df["key"].isin({c.key for c in cells})]
     bayes = {d: df[df["group"].str.startswith(d + "|")]["bayes/all"].mean() for d in plan.datasets}
     bayes = {k: v for k, v in bayes.items() if pd.notna(v)}
-    table = summarise(df, bayes)
+    table = sampler_summary(df, bayes)
     envt = env_table(env_df)
     paths = figures(df, plan.tag)
     md = RESULTS / f"samplers{plan.tag}.md"

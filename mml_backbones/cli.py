@@ -28,8 +28,6 @@ from mml_backbones.statistics import StatisticsConfig
 from mml_backbones.trainer import Trainer
 from mml_backbones.trainer_config import TrainerConfig
 
-log = logging.getLogger("dus")
-
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by every command that builds a TrainerConfig (defaults: TrainerConfig's and the method's)."""

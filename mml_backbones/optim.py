@@ -6,7 +6,7 @@ Each method names the optimiser of its paper or released code (``Method.paper_op
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -64,6 +64,31 @@ OPTIMIZERS.register("adamw", lambda p, o: torch.optim.AdamW(p, lr=o.lr, weight_d
 SCHEDULES.register("none", lambda opt, o, epochs: None)
 SCHEDULES.register("step", lambda opt, o, epochs: torch.optim.lr_scheduler.StepLR(opt, o.step_size, o.gamma))
 SCHEDULES.register("cosine", lambda opt, o, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs))
+
+
+def param_groups(model: torch.nn.Module, config: OptimConfig) -> list[dict[str, Any]]:
+    """All trainable parameters as one group, or, for ``scale_lr_by_quantity``, one per modality and the rest.
+
+    A modality's group holds its encoder and its head (``model.encoders[m]``, ``model.heads[m]``); the last group
+    (fusion and everything shared) keeps the scheduled learning rate.
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not config.scale_lr_by_quantity:
+        return [{"params": trainable}]
+    groups, seen = [], set()
+    for m in model.encoders:
+        own = [p for p in (*model.encoders[m].parameters(), *model.heads[m].parameters()) if p.requires_grad]
+        seen |= {id(p) for p in own}
+        groups.append({"params": own, "modality": m})
+    groups.append({"params": [p for p in trainable if id(p) not in seen], "modality": None})
+    return groups
+
+
+def scale_learning_rates(optimizer: torch.optim.Optimizer, quantities: Mapping[str, int], batch_size: int) -> None:
+    """Set each modality group's learning rate to the shared group's times n_m / B (``scale_lr_by_quantity``)."""
+    scheduled = optimizer.param_groups[-1]["lr"]
+    for g in optimizer.param_groups[:-1]:
+        g["lr"] = scheduled * quantities[g["modality"]] / batch_size
 
 
 def build_optimizer(params: Iterable[Any], config: OptimConfig) -> torch.optim.Optimizer:

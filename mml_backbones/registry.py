@@ -1,4 +1,8 @@
-"""Name -> object registries for datasets, encoders, fusions, methods and samplers."""
+"""Name -> object registries: datasets, encoders, fusions, methods, optimisers, schedules, rewards, algorithms.
+
+Samplers are the exception on purpose: they live in the higher ``agents`` layer, so ``make_sampler`` finds them
+through the ``dus.samplers`` entry-point group (a plug-in from any installed package), never by import.
+"""
 
 from __future__ import annotations
 

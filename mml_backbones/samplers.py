@@ -50,11 +50,6 @@ def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:
     return found
 
 
-def sampler_names() -> list[str]:
-    """Sampler kinds available for ``make_sampler`` (built-in and from installed plug-ins)."""
-    return sorted(_plugins())
-
-
 def make_sampler(spec: str | Sampler, **context: Any) -> Sampler:
     """Resolve ``"kind"`` or ``"kind:argument"`` (e.g. ``"policy:ppo.zip"``) to a sampler.
 

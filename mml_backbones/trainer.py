@@ -31,6 +31,7 @@ from mml_backbones.config import to_dict
 from mml_backbones.controller import DUSController, true_class_score
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
 from mml_backbones.data.registry import load_dataset
+from mml_backbones.data.stream import IndexStream
 from mml_backbones.errors import ConfigError, DataError
 from mml_backbones.fit import FitResult, fit, run_config
 from mml_backbones.methods import MethodContext, Predictions, build_method
@@ -38,7 +39,7 @@ from mml_backbones.methods.base import IterationBatch
 from mml_backbones.metrics import accuracy, linear_probe, macro_f1, mean_average_precision
 from mml_backbones.models.model import build_model
 from mml_backbones.observation import DiscrepancyObservation
-from mml_backbones.optim import OptimConfig, build_optimizer, build_scheduler
+from mml_backbones.optim import OptimConfig, build_optimizer, build_scheduler, param_groups, scale_learning_rates
 from mml_backbones.quantities import Quantities
 from mml_backbones.samplers import Sampler
 from mml_backbones.statistics import ModalityStatistics
@@ -47,44 +48,6 @@ from mml_backbones.trainer_config import TrainerConfig
 __all__ = ["FitResult", "OptimConfig", "Trainer", "TrainerConfig"]
 
 CHECKPOINT_FORMAT = 2
-
-
-class _IndexStream:
-    """Shuffled training indices, reshuffled whenever a pass ends; draws cross pass boundaries."""
-
-    def __init__(self, n: int, rng: np.random.Generator) -> None:
-        self.n = n
-        self.rng = rng
-        self.order = rng.permutation(n)
-        self.pos = 0
-        self.passes = 0
-
-    def take(self, k: int) -> np.ndarray:
-        parts, need = [], k
-        while need > 0:
-            if self.pos == self.n:
-                self.order = self.rng.permutation(self.n)
-                self.pos = 0
-                self.passes += 1
-            chunk = self.order[self.pos : self.pos + need]
-            self.pos += len(chunk)
-            need -= len(chunk)
-            parts.append(chunk)
-        return np.concatenate(parts)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "rng": self.rng.bit_generator.state,
-            "order": self.order.copy(),
-            "pos": self.pos,
-            "passes": self.passes,
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.order = np.asarray(state["order"])
-        self.pos = int(state["pos"])
-        self.passes = int(state["passes"])
 
 
 EpochCallback = Callable[["Trainer"], None]
@@ -134,7 +97,7 @@ class Trainer:
             dus_losses=config.dus_losses,
         )
         self.method = build_method(config.method, config.method_options, self.model, context)
-        self.optimizer = build_optimizer(self._param_groups(), config.optim)
+        self.optimizer = build_optimizer(param_groups(self.model, config.optim), config.optim)
         self.scheduler = build_scheduler(self.optimizer, config.optim, config.epochs)
         # the same controller a user's own loop uses: S_t(m), the quantities in force, the decision countdown
         self.controller = DUSController(
@@ -145,7 +108,7 @@ class Trainer:
             statistics=config.statistics,
             max_quantity=self.max_quantity,
         )
-        self.stream = _IndexStream(n_train, np.random.default_rng([config.seed, 1]))
+        self.stream = IndexStream(n_train, np.random.default_rng([config.seed, 1]))
         self.iteration = 0
         self.epoch = 0
         self.epoch_callbacks: list[EpochCallback] = []
@@ -154,27 +117,6 @@ class Trainer:
         self._val_subset: dict[str, np.ndarray] = {}
 
     # ----------------------------------------------------------------------------------------------- set-up
-    def _param_groups(self) -> list[dict[str, Any]]:
-        """One group of all trainable parameters, or, for ``scale_lr_by_quantity``, one per modality + the rest."""
-        trainable = [p for p in self.model.parameters() if p.requires_grad]
-        if not self.config.optim.scale_lr_by_quantity:
-            return [{"params": trainable}]
-        groups, seen = [], set()
-        for m in self.modalities:
-            own = [*self.model.encoders[m].parameters(), *self.model.heads[m].parameters()]
-            own = [p for p in own if p.requires_grad]
-            seen |= {id(p) for p in own}
-            groups.append({"params": own, "modality": m})
-        groups.append({"params": [p for p in trainable if id(p) not in seen], "modality": None})
-        return groups
-
-    def _scale_learning_rates(self, q: Mapping[str, int]) -> None:
-        """Set each modality group's lr to the schedule's lr times n_m / B (``scale_lr_by_quantity``)."""
-        shared = self.optimizer.param_groups[-1]
-        scheduled = shared["lr"]
-        for g in self.optimizer.param_groups[:-1]:
-            g["lr"] = scheduled * q[g["modality"]] / self.config.batch_size
-
     @contextlib.contextmanager
     def rng(self) -> Iterator[None]:
         """Run a block with this trainer's torch RNG state swapped in (and saved back afterwards)."""
@@ -287,7 +229,7 @@ class Trainer:
         """Validate ``quantities`` and make them the next decision interval's; return them as a dict."""
         q = self.controller.set_quantities(quantities)
         if self.config.optim.scale_lr_by_quantity:
-            self._scale_learning_rates(q)
+            scale_learning_rates(self.optimizer, q, self.config.batch_size)
         return q
 
     def run_iterations(self, n: int, quantities: Quantities | None = None) -> int:

@@ -124,7 +124,6 @@ class MethodContext:
 class Method:
     """Base training method: the fusion cross-entropy on the paired prefix, nothing else."""
 
-    name: ClassVar[str] = "base"
     #: the config dataclass of the method, with its paper's defaults
     Config: ClassVar[type] = type(None)
     #: where the method and its defaults come from

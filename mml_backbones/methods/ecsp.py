@@ -141,7 +141,6 @@ def per_group_metrics(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray
 class ECSP(Method):
     """Text-only head + fusion head trained together; their softmax mixed with a weight chosen on validation."""
 
-    name = "ecsp"
     Config = ECSPConfig
     reference = (
         "Xu, Chi, Yang, Solution for Emotion Prediction Competition of Workshop on Emotionally and Culturally "

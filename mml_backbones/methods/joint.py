@@ -33,7 +33,6 @@ class JointConfig:
 class Joint(Method):
     """Fusion loss + weighted unimodal losses."""
 
-    name = "joint"
     Config = JointConfig
     reference = "standard joint training; unimodal terms as in the DUS paper's per-modality heads"
 

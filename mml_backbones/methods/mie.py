@@ -130,7 +130,6 @@ def mix_inputs(x: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tenso
 class MIE(Method):
     """Alternating unimodal training with SAM and flat-direction gradient modification (IGM, IJCAI 2025)."""
 
-    name = "mie"
     Config = MIEConfig
     reference = (
         "Jiang, Chi and Yang, Interactive Multimodal Learning via Flat Gradient Modification, IJCAI 2025 "

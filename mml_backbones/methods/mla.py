@@ -91,7 +91,6 @@ class OrthogonalProjector:
 class MLA(Method):
     """Alternating unimodal training through one shared head with orthogonal gradient projection (CVPR 2024)."""
 
-    name = "mla"
     Config = MLAConfig
     reference = (
         "Zhang et al., Multimodal Representation Learning by Alternating Unimodal Adaptation, CVPR 2024; "

@@ -155,7 +155,6 @@ def _grads(loss: torch.Tensor, params: list[torch.nn.Parameter]) -> list[torch.T
 class MMPareto(Method):
     """Fusion + unimodal losses, the encoders' gradients integrated without conflict (ICML 2024)."""
 
-    name = "mmpareto"
     Config = MMParetoConfig
     reference = (
         "Wei and Hu, MMPareto: Boosting Multimodal Learning with Innocent Unimodal Assistance, ICML 2024; "

@@ -72,7 +72,6 @@ def modulation_coefficients(scores: dict[str, float], alpha: float) -> dict[str,
 class OGMGE(Method):
     """Fusion loss with on-the-fly gradient modulation of the dominant modalities' encoders."""
 
-    name = "ogm_ge"
     Config = OGMGEConfig
     reference = "Peng et al., Balanced Multimodal Learning via On-the-fly Gradient Modulation, CVPR 2022"
 

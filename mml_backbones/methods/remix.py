@@ -96,7 +96,6 @@ def remix_assignment(logits: Mapping[str, torch.Tensor], n_total: int) -> torch.
 class Remix(Method):
     """Joint warm-up, then per-sample assignment to the least confident modality, trained alone (ICML 2025)."""
 
-    name = "remix"
     Config = RemixConfig
     reference = (
         "Ma, Chen and Deng, Improving Multimodal Learning Balance and Sufficiency through Data Remixing, ICML 2025; "

@@ -126,7 +126,6 @@ def resample_counts(contributions: torch.Tensor, thresholds: Sequence[float]) ->
 class Valuation(Method):
     """Fusion loss plus unimodal copies of the samples whose modality contributes little (CVPR 2024)."""
 
-    name = "valuation"
     Config = ValuationConfig
     reference = (
         "Wei, Feng, Wang and Hu, Enhancing Multimodal Cooperation via Sample-level Modality Valuation, CVPR 2024; "
