@@ -34,9 +34,16 @@ def register_commands(sub: Any) -> None:
     p = sub.add_parser("eval-policy", help="score a policy (and baselines) on held-out environment seeds")
     p.add_argument("--policy", required=True, help="policy .zip written by dus train-policy")
     p.add_argument("--env", default=None, help="environment id (default: the policy's)")
-    p.add_argument("--episodes", type=int, default=5)
-    p.add_argument("--compare", default="uniform,heuristic", help="baseline samplers to score too ('' for none)")
+    p.add_argument("--episodes", type=int, help="score on the first N evaluation seeds 10000... (default 5)")
+    p.add_argument("--seeds", metavar="START:COUNT", help="score on seeds START..START+COUNT-1 instead")
+    p.add_argument(
+        "--compare",
+        default="uniform,heuristic",
+        help="baseline samplers to score too, comma-separated, e.g. 'uniform,heuristic:gamma=2,budget=equal' "
+        "('' for none)",
+    )
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--csv", help="write one row per (sampler, seed) here")
     p.set_defaults(func=cmd_eval_policy)
 
     p = sub.add_parser("headroom", help="is there a sampler that beats uniform in this world? (the headroom gate)")
@@ -90,6 +97,34 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def split_samplers(text: str) -> list[str]:
+    """Split a comma-separated list of sampler specs, keeping a spec's own ``key=value`` options together.
+
+    ``"uniform,heuristic:gamma=2,budget=equal"`` -> ``["uniform", "heuristic:gamma=2,budget=equal"]``.
+    """
+    specs: list[str] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        if specs and "=" in part and ":" not in part:  # an option of the previous spec, not a new sampler
+            specs[-1] += "," + part
+        else:
+            specs.append(part)
+    return specs
+
+
+def eval_seed_list(episodes: int | None, seeds: str | None) -> list[int]:
+    """The seeds ``dus eval-policy`` scores on: ``--seeds START:COUNT``, else the first ``--episodes`` eval seeds."""
+    from dus_env.seeds import eval_seeds, parse_seed_span
+    from mml_backbones.errors import ConfigError
+
+    if seeds is not None:
+        if episodes is not None:
+            raise ConfigError("give --episodes or --seeds, not both")
+        return parse_seed_span(seeds)
+    if episodes is not None and episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    return eval_seeds(5 if episodes is None else episodes)
+
+
 def cmd_eval_policy(args: argparse.Namespace) -> int:
     """dus eval-policy."""
     import gymnasium as gym
@@ -98,23 +133,38 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     from agents.evaluation import evaluate_in_env, summarise
     from agents.heuristic import HeuristicSampler
     from agents.policy_sampler import PolicySampler
-    from agents.seeds import eval_seeds
+    from dus_env.seeds import purpose_of
     from mml_backbones.samplers import make_sampler
 
+    seeds = eval_seed_list(args.episodes, args.seeds)  # a bad value fails before anything is loaded
+    seen = sorted({p for p in map(purpose_of, seeds) if p in ("train", "selection")})
+    if seen:  # allowed (anyone may choose), but such scores are not held-out
+        print(f"note: these seeds are in the {' and '.join(seen)} range(s) of dus_env.seeds", file=sys.stderr)
     policy = PolicySampler(args.policy)
+    name = policy.metadata["algo"]
     env_id = args.env or policy.metadata["env_id"]
     env = gym.make(env_id, **parse_options(args.env_option)).unwrapped
     samplers: dict[str, Any] = {}
-    for name in filter(None, args.compare.split(",")):
-        samplers[name] = HeuristicSampler() if name == "heuristic" else make_sampler(name)
-    samplers[policy.metadata["algo"]] = policy
-    df = evaluate_in_env(env, samplers, eval_seeds(args.episodes))
-    ret = summarise(df, "return", reference="uniform" if "uniform" in samplers else policy.metadata["algo"])
-    acc = summarise(df, "final_val_acc", reference="uniform" if "uniform" in samplers else policy.metadata["algo"])
+    for spec in split_samplers(args.compare):
+        samplers[spec] = HeuristicSampler() if spec == "heuristic" else make_sampler(spec)
+    samplers[name] = policy
+    df = evaluate_in_env(env, samplers, seeds)
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    reference = "uniform" if "uniform" in samplers else name
+    ret = summarise(df, "return", reference=reference)
+    acc = summarise(df, "final_val_acc", reference=reference)
     table = pd.DataFrame({"return": ret["mean"].round(2), "return_std": ret["std"].round(2)})
     table["final_val_acc"] = (100 * acc["mean"]).round(2)
+    if "diff_vs_" + reference in acc:  # the paired difference of final validation accuracy, in points
+        table[f"acc_vs_{reference}"] = (100 * acc["diff_vs_" + reference]).round(2)
+        table["ci95"] = [
+            "" if k == reference else f"[{100 * r['ci95_low']:+.2f}, {100 * r['ci95_high']:+.2f}]"
+            for k, r in acc.iterrows()
+        ]
     means = df.groupby("sampler", sort=False)[[c for c in df if c.startswith("mean_n/")]].mean().round(1)
-    print(f"{env_id}: {args.episodes} held-out episodes (seeds {eval_seeds(args.episodes)[0]}...)")
+    span = f"seeds {seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else f"seeds {seeds}"
+    print(f"{env_id}: {len(seeds)} episodes per sampler ({span})")
     print(table.join(means).to_string())
     return 0
 

@@ -31,6 +31,7 @@ class Episode:
         final_val_acc: fused validation accuracy at the end.
         quantities: per step, the quantities used (list of dicts).
         cumulative: per step, S_t(m) after the step (list of dicts).
+        final_reference_val_acc: the uniform reference run's final validation accuracy (None without it).
     """
 
     seed: int
@@ -38,6 +39,7 @@ class Episode:
     final_val_acc: float
     quantities: list[dict[str, int]]
     cumulative: list[dict[str, float]]
+    final_reference_val_acc: float | None = None
 
 
 def run_episode(env: DUSEnv, sampler: Sampler, seed: int) -> Episode:
@@ -50,16 +52,19 @@ def run_episode(env: DUSEnv, sampler: Sampler, seed: int) -> Episode:
         quantities.append(info["quantities"])
         cumulative.append(info["cumulative"])
         if terminated or truncated:
-            return Episode(seed, ret, info["val/fused_acc"], quantities, cumulative)
+            ref = info.get("reference/val/fused_acc")
+            return Episode(seed, ret, info["val/fused_acc"], quantities, cumulative, ref)
 
 
 def evaluate_in_env(env: DUSEnv, samplers: Mapping[str, Sampler], seeds: Sequence[int]) -> pd.DataFrame:
-    """One row per (sampler, seed): return, final validation accuracy and mean quantities."""
+    """One row per (sampler, seed): return, final validation accuracy (and the reference's) and mean quantities."""
     rows = []
     for name, sampler in samplers.items():
         for seed in seeds:
             ep = run_episode(env, sampler, seed)
             row: dict[str, Any] = {"sampler": name, "seed": seed, "return": ep.ret, "final_val_acc": ep.final_val_acc}
+            if ep.final_reference_val_acc is not None:
+                row["final_reference_val_acc"] = ep.final_reference_val_acc
             for m in env.modalities:
                 row[f"mean_n/{m}"] = float(np.mean([q[m] for q in ep.quantities]))
             rows.append(row)

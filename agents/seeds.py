@@ -1,19 +1,31 @@
-"""Seed ranges that keep training, evaluation and downstream reporting apart.
+"""Seed ranges that keep training, selection, evaluation and downstream reporting apart.
 
-Environments draw training-run seeds in [0, 10_000) (``DUSEnvConfig.train_seed_range``); the evaluation
-callback and ``dus eval-policy`` use EVAL_SEEDS; downstream comparisons (``dus demo``, benchmarks) train
-fresh runs with DOWNSTREAM_SEEDS. No seed is in two of these sets.
+The ranges live in ``dus_env.seeds`` (one place for the whole project); this module re-exports them for the code
+that imports ``agents.seeds``.
 """
 
-EVAL_SEED_BASE = 10_000
-DOWNSTREAM_SEED_BASE = 20_000
+from dus_env.seeds import (
+    DOWNSTREAM_SEED_BASE,
+    EVAL_SEED_BASE,
+    SEED_RANGES,
+    SELECTION_SEED_BASE,
+    TRAIN_SEED_RANGE,
+    downstream_seeds,
+    eval_seeds,
+    parse_seed_span,
+    purpose_of,
+    selection_seeds,
+)
 
-
-def eval_seeds(n: int) -> list[int]:
-    """The first ``n`` held-out seeds for evaluating policies in the environment."""
-    return [EVAL_SEED_BASE + i for i in range(n)]
-
-
-def downstream_seeds(n: int) -> list[int]:
-    """The first ``n`` seeds of downstream training runs (never seen while training a policy)."""
-    return [DOWNSTREAM_SEED_BASE + i for i in range(n)]
+__all__ = [
+    "DOWNSTREAM_SEED_BASE",
+    "EVAL_SEED_BASE",
+    "SEED_RANGES",
+    "SELECTION_SEED_BASE",
+    "TRAIN_SEED_RANGE",
+    "downstream_seeds",
+    "eval_seeds",
+    "parse_seed_span",
+    "purpose_of",
+    "selection_seeds",
+]

@@ -2,10 +2,11 @@
 
 ``train_policy`` wraps SB3 with the defaults of ``agents.algorithms``: vectorised environments (SubprocVecEnv
 when n_envs > 1), SB3's logger (stdout, CSV and TensorBoard when installed), its progress bar, periodic
-evaluation on held-out environment seeds (the best policy is kept) and checkpoints that carry the DUS
-metadata, so that any of them runs as a sampler. A run directory holds everything:
+evaluation on the selection seeds (``dus_env.seeds.selection_seeds``, disjoint from the training seeds, from the
+evaluation seeds that then score the policy in tables and from the downstream seeds; the best policy is kept) and
+checkpoints that carry the DUS metadata, so that any of them runs as a sampler. A run directory holds everything:
 
-    policy.zip            the final policy          best/best_model.zip   best on the held-out seeds
+    policy.zip            the final policy          best/best_model.zip   best on the selection seeds
     checkpoints/*.zip     periodic checkpoints      logs/                 progress.csv, TensorBoard events
     eval/evaluations.npz  evaluation history        train_config.json     what was run
 """
@@ -33,7 +34,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 import dus_env  # noqa: F401 - registers the environment ids (in SubprocVecEnv workers too)
 from agents.algorithms import algo_spec
 from agents.policy_io import add_metadata, save_policy
-from agents.seeds import eval_seeds
+from agents.seeds import selection_seeds
 from dus_env.env import DUSEnv
 from dus_env.wrappers import FixedSeedCycle
 from mml_backbones.config import to_dict
@@ -96,12 +97,12 @@ class TrainedPolicy:
     """What ``train_policy`` produced.
 
     Attributes:
-        policy: path of the policy to use (best on held-out seeds when evaluated, else the final one).
+        policy: path of the policy to use (best on the selection seeds when evaluated, else the final one).
         final: path of the final policy.
-        best: path of the best-on-held-out-seeds policy, if evaluation ran.
+        best: path of the best-on-the-selection-seeds policy, if evaluation ran.
         out_dir: the run directory.
         timesteps: environment steps trained.
-        eval_returns: mean held-out return at each evaluation.
+        eval_returns: mean return on the selection seeds at each evaluation.
     """
 
     policy: Path
@@ -141,7 +142,8 @@ def train_policy(
             seeds drawn in DUSEnvConfig.train_seed_range).
         env_kwargs: DUSEnvConfig overrides; the action type follows the algorithm unless given.
         hyperparams: overrides of the algorithm's defaults.
-        eval_episodes: held-out episodes per evaluation (agents.seeds.eval_seeds); 0 disables evaluation.
+        eval_episodes: episodes per evaluation, on the selection seeds (dus_env.seeds.selection_seeds, never
+            the seeds that score the policy afterwards); 0 disables evaluation.
         eval_freq: environment steps between evaluations (default: 4 times per run).
         checkpoint_freq: environment steps between checkpoints (default: 4 times per run).
         progress_bar: show SB3's progress bar.
@@ -213,7 +215,8 @@ def train_policy(
         ]
         eval_cb = None
         if eval_episodes > 0:
-            eval_env = DummyVecEnv([partial(make_env, env_id, env_kwargs, eval_seeds(eval_episodes))])
+            # selection seeds, not eval seeds: a checkpoint picked on the seeds that score it would be flattered
+            eval_env = DummyVecEnv([partial(make_env, env_id, env_kwargs, selection_seeds(eval_episodes))])
             eval_cb = EvalCallback(
                 eval_env,
                 n_eval_episodes=eval_episodes,

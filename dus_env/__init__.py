@@ -3,8 +3,8 @@
 Importing the package registers the environment ids (``gymnasium.make(id, **overrides)`` accepts any
 DUSEnvConfig field and any TrainerConfig field by name):
 
-v1, the papers' regime (SGD lr 1e-3, momentum 0.9, weight decay 1e-4; equal-budget actions; rewards scored on the
-whole validation split):
+v1, the papers' regime (SGD lr 1e-3, momentum 0.9, weight decay 1e-4; equal-budget actions; the paired reward
+against a uniform reference run, scored on the whole validation split; the observation that describes learning):
 
     dus_env/DUS-v1            synthetic "mild" (strong + weak modality), joint, 12 epochs, a step every 47 iterations
     dus_env/DUS-Strong-v1     synthetic "strong" (stronger imbalance), the same schedule
@@ -12,8 +12,9 @@ whole validation split):
     dus_env/DUS-HAPT-v1       UCI HAPT accelerometer + gyroscope (needs the `data` extra)
     dus_env/DUS-Tiny-v1       a four-step synthetic episode for tests and smoke runs
 
-v0, the first release (Adam 1e-3, 4 epochs, a free quantity per modality, a 1000-sample validation subset),
-kept working and reproducible: DUS-v0, DUS-Strong-v0, DUS-ThreeModal-v0, DUS-HAPT-v0, DUS-Tiny-v0.
+v0, the first release (Adam 1e-3, 4 epochs, a free quantity per modality, delta_val_acc on a 1000-sample
+validation subset, the cumulative/ratio/progress observation), kept working and reproducible: DUS-v0,
+DUS-Strong-v0, DUS-ThreeModal-v0, DUS-HAPT-v0, DUS-Tiny-v0.
 """
 
 from typing import Any
@@ -23,6 +24,7 @@ from gymnasium.envs.registration import register, registry
 from dus_env.actions import ActionMapper
 from dus_env.config import DUSEnvConfig, make_config
 from dus_env.env import DUSEnv
+from mml_backbones.observation import DEFAULT_FEATURES, LEARNING_FEATURES
 
 #: the v0 release's settings, as flat overrides of DUSEnvConfig / TrainerConfig
 V0: dict[str, Any] = {
@@ -31,6 +33,9 @@ V0: dict[str, Any] = {
     "decision_interval": 25,
     "val_max_samples": 1000,
     "action_budget": "free",
+    "reference": False,
+    "reward": "delta_val_acc",
+    "observation_features": DEFAULT_FEATURES,
 }
 #: the papers' regime of the v1 worlds (DESIGN.md "Where the decision matters")
 V1: dict[str, Any] = {
@@ -39,6 +44,9 @@ V1: dict[str, Any] = {
     "decision_interval": 47,
     "val_max_samples": None,
     "action_budget": "equal",
+    "reference": True,
+    "reward": "paired_val_acc",
+    "observation_features": LEARNING_FEATURES,
 }
 #: a four-step environment on 256 training samples, for tests and smoke runs (DUS-Tiny-v0 / -v1)
 TINY: dict[str, Any] = {

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dus_env.actions import ActionBudget, ActionMapper, ActionScale, ActionType
-from dus_env.rewards import REWARDS
+from dus_env.rewards import NEEDS_REFERENCE, REWARDS
+from dus_env.seeds import TRAIN_SEED_RANGE
 from mml_backbones.config import from_dict, replace, to_dict
 from mml_backbones.errors import ConfigError
 from mml_backbones.trainer_config import TrainerConfig
@@ -38,12 +39,15 @@ class DUSEnvConfig:
         action_scale: "log" or "linear" spacing of the free budget's quantities.
         action_bins: levels per modality of the discrete action types.
         action_temperature: sharpness of the equal budget's share weights.
-        reward: a registered reward (see dus_env.rewards).
-        reward_scale: rewards are accuracies times this (100: percentage points).
+        reward: a registered reward (see dus_env.rewards); the paired ones need ``reference``.
+        reference: advance, beside the agent's run, the uniform equal-budget run from the same TrainerConfig and
+            seed (common random numbers), which the paired rewards compare with (v1: on; doubles the compute).
+        reward_scale: rewards are metrics times this (100: percentage points).
         balance_weight: weight of the spread penalty of the "balance" reward.
         seed: training seed used when reset() gets no seed (then later resets draw from the env's RNG).
-        train_seed_range: [low, high) of the training seeds drawn by resets without a seed; evaluation uses
-            seeds outside it (agents.seeds), so policies are never scored on runs they trained on.
+        train_seed_range: [low, high) of the training seeds drawn by resets without a seed; selection,
+            evaluation and downstream runs use the other ranges of ``dus_env.seeds``, so policies are never
+            selected or scored on runs they trained on.
     """
 
     trainer: TrainerConfig = field(default_factory=lambda: DEFAULT_TRAINER)
@@ -53,13 +57,19 @@ class DUSEnvConfig:
     action_bins: int = 5
     action_temperature: float = 2.0
     reward: str = "delta_val_acc"
+    reference: bool = False
     reward_scale: float = 100.0
     balance_weight: float = 1.0
     seed: int = 0
-    train_seed_range: tuple[int, int] = (0, 10_000)
+    train_seed_range: tuple[int, int] = TRAIN_SEED_RANGE
 
     def __post_init__(self) -> None:
         REWARDS.get(self.reward)
+        if self.reward in NEEDS_REFERENCE and not self.reference:
+            raise ConfigError(
+                f"reward {self.reward!r} compares with the uniform reference run: set reference=True, or use a "
+                "reward without it (delta_val_acc, final_val_acc, balance)"
+            )
         self.action_mapper(1)  # validates the action settings
 
     def action_mapper(self, num_modalities: int) -> ActionMapper:

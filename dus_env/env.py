@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dus_env.config import DUSEnvConfig, make_config
+from dus_env.reference import Metrics, ReferenceRun, validation_metrics
 from dus_env.rewards import REWARDS, RewardInput
 from mml_backbones.data.dataset import DatasetSplits
 from mml_backbones.data.registry import load_dataset
@@ -37,31 +38,43 @@ class DUSEnv(gym.Env):
 
     ## Observation Space
 
-    ``Box(low, high, (D,), float32)``, the cumulative modality discrepancy and training progress, as
-    ``observation_features`` selects (default ``("cumulative", "ratio", "progress")``):
+    ``Box(low, high, (D,), float32)``, the cumulative modality discrepancy and how learning is going, as
+    ``observation_features`` selects (v1: ``("cumulative", "ratio", "speed", "loss", "allocation", "progress")``;
+    v0 and the TrainerConfig default: ``("cumulative", "ratio", "progress")``):
 
-    | feature    | entries | meaning                                             | range  |
-    |------------|---------|-----------------------------------------------------|--------|
-    | cumulative | M       | S_t(m): running mean of the head's true-class prob. | [0, 1] |
-    | ratio      | M       | S_t(m) / mean_k S_t(k)                              | [0, M] |
-    | last       | M       | s_t(m) of the latest iteration                      | [0, 1] |
-    | share      | M       | share of the samples consumed so far               | [0, 1] |
-    | progress   | 1       | iterations done / iterations in the episode         | [0, 1] |
+    | feature    | entries | meaning                                                          | range   |
+    |------------|---------|------------------------------------------------------------------|---------|
+    | cumulative | M       | S_t(m): running mean of the head's true-class probability        | [0, 1]  |
+    | ratio      | M       | S_t(m) / mean_k S_t(k)                                           | [0, M]  |
+    | last       | M       | s_t(m) of the latest iteration                                   | [0, 1]  |
+    | share      | M       | share of the samples consumed so far                             | [0, 1]  |
+    | speed      | M       | tanh(1000 x change per iteration of s_t's mean, last 2 steps)    | [-1, 1] |
+    | loss       | M       | mean unimodal training cross-entropy over the last step (nats)   | [0, 5]  |
+    | allocation | M       | the last action's quantities as shares n_m / sum n               | [0, 1]  |
+    | progress   | 1       | iterations done / iterations in the episode                      | [0, 1]  |
 
-    The observation does not name the dataset, so a policy runs on any dataset with the same M.
+    speed and loss are 0 until the steps they need have run. See ``mml_backbones.observation``. The observation
+    does not name the dataset, so a policy runs on any dataset with the same M.
 
     ## Rewards
 
-    ``delta_val_acc`` (default): 100 x the change of fused validation accuracy (on a fixed validation subset)
-    since the previous step, so the return is the accuracy gained in percentage points. ``final_val_acc``:
-    100 x the final validation accuracy at the last step, 0 before. ``balance``: ``delta_val_acc`` minus
-    ``balance_weight`` x (max - min of the ratios). The test split is never read. See ``dus_env.rewards``.
+    ``paired_val_acc`` (v1 default): with ``reference=True`` the environment advances, beside the agent's run, a
+    reference run with the uniform equal-budget quantities (B each) from the same TrainerConfig and seed, so the
+    same initial weights and data order (common random numbers). The reward is 100 x the change over the step of
+    (agent's fused validation accuracy - the reference's): the return is the final advantage over uniform in
+    percentage points, and the uniform action earns exactly 0 at every step. ``paired_val_loss``: the same with
+    minus the fused validation cross-entropy. ``delta_val_acc`` (v0 default): 100 x the change of fused
+    validation accuracy since the previous step, so the return is the accuracy gained. ``final_val_acc``: 100 x
+    the final validation accuracy at the last step, 0 before. ``balance``: ``delta_val_acc`` minus
+    ``balance_weight`` x (max - min of the ratios). v1 scores the whole validation split, v0 a fixed subset of
+    1000 samples (``val_max_samples``). The test split is never read. See ``dus_env.rewards``.
 
     ## Starting State
 
-    A freshly initialised model (statistics zero, ratios one, progress zero); the training seed is the seed
-    passed to ``reset``, else one drawn from the environment's ``np_random`` (the first reset without a seed
-    uses ``config.seed``).
+    A freshly initialised model (statistics zero, ratios one, speed and loss zero, allocation 1/M, progress
+    zero); the training seed is the seed passed to ``reset``, else one drawn from the environment's
+    ``np_random`` in ``train_seed_range`` (the first reset without a seed uses ``config.seed``). With the
+    reference run, it starts from the same model (built from the same TrainerConfig and seed).
 
     ## Episode End
 
@@ -71,17 +84,26 @@ class DUSEnv(gym.Env):
 
     ## Info
 
-    ``val/fused_acc`` and ``val/acc/<m>`` (unimodal heads), ``quantities``, ``samples`` (consumed so far),
-    ``cumulative`` and ``last`` (raw statistics), ``iteration``, ``epoch``, ``train_seed``, ``train_losses``.
+    ``val/fused_acc``, ``val/fused_loss`` (cross-entropy) and ``val/acc/<m>`` (unimodal heads); with the
+    reference run the same as ``reference/val/...`` (e.g. ``reference/val/fused_acc``); ``quantities``,
+    ``samples`` (consumed so far), ``cumulative`` and ``last`` (raw statistics), ``iteration``, ``epoch``,
+    ``train_seed``, ``train_losses``.
 
     ## Arguments
 
-    ``DUSEnv(config=None, **overrides)``: any field of ``DUSEnvConfig`` as a keyword, e.g.
-    ``gymnasium.make("dus_env/DUS-v0", reward="balance", decision_interval=50)``.
+    ``DUSEnv(config=None, **overrides)``: any field of ``DUSEnvConfig`` (``reward``, ``reference``, the action
+    settings, ...) and any TrainerConfig field as a keyword, e.g.
+    ``gymnasium.make("dus_env/DUS-v1", reward="paired_val_loss", decision_interval=50)`` or
+    ``gymnasium.make("dus_env/DUS-v1", reference=False, reward="delta_val_acc")`` (no reference run: half the
+    compute).
 
     ## Version History
 
-    * v0: initial version.
+    * v1: the papers' regime (SGD lr 1e-3, momentum 0.9, weight decay 1e-4, 12 epochs), equal-budget actions
+      (the action reallocates M x B), the paired reward against the uniform reference run, the observation that
+      describes learning (speed, loss, allocation), rewards on the whole validation split.
+    * v0: initial version (Adam, 4 epochs, free per-modality quantities, delta_val_acc on a 1000-sample
+      validation subset, observation cumulative/ratio/progress).
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 - the Gymnasium convention is a class-level dict
@@ -98,7 +120,10 @@ class DUSEnv(gym.Env):
         low, high = feature_bounds(t.observation_features, len(self.modalities))
         self.observation_space = spaces.Box(low, high, dtype=np.float32)
         self.trainer: Trainer | None = None
-        self._val_acc = 0.0
+        #: the uniform run of the paired rewards (None with reference=False)
+        self.reference: ReferenceRun | None = ReferenceRun(self.splits) if self.config.reference else None
+        self._val: Metrics = {}
+        self._ref_val: Metrics | None = None
         self._first_reset = True
         self._train_seed: int | None = None
 
@@ -114,9 +139,11 @@ class DUSEnv(gym.Env):
             train_seed = int(self.np_random.integers(*self.config.train_seed_range))
         self._first_reset = False
         self._train_seed = train_seed
-        self.trainer = Trainer(self.config.trainer_config(train_seed), splits=self.splits)
-        self._val_acc = self._validate()["fused_acc"]
-        return self.trainer.observation_vector(), self._info({"fused_acc": self._val_acc}, None)
+        config = self.config.trainer_config(train_seed)
+        self.trainer = Trainer(config, splits=self.splits)
+        self._val = self._validate()
+        self._ref_val = self.reference.reset(config) if self.reference is not None else None
+        return self.trainer.observation_vector(), self._info(self._val, self._ref_val, None)
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Train the next decision interval with the quantities ``action`` sets."""
@@ -130,19 +157,27 @@ class DUSEnv(gym.Env):
         q = self.trainer.decide(quantities)
         self.trainer.run_iterations(self.trainer.decision_left)
         val = self._validate()
+        ref = self.reference.step() if self.reference is not None else None
         terminated = self.trainer.done
         c = self.config
+        before, ref_before = self._val, self._ref_val
         x = RewardInput(
             val["fused_acc"],
-            self._val_acc,
+            before["fused_acc"],
             self.trainer.observation().ratio,
             terminated,
             c.reward_scale,
             c.balance_weight,
+            val_loss=val["fused_loss"],
+            previous_val_loss=before["fused_loss"],
+            reference_val_acc=None if ref is None else ref["fused_acc"],
+            previous_reference_val_acc=None if ref_before is None else ref_before["fused_acc"],
+            reference_val_loss=None if ref is None else ref["fused_loss"],
+            previous_reference_val_loss=None if ref_before is None else ref_before["fused_loss"],
         )
         r = REWARDS.get(c.reward)(x)
-        self._val_acc = val["fused_acc"]
-        return self.trainer.observation_vector(), float(r), terminated, False, self._info(val, q)
+        self._val, self._ref_val = val, ref
+        return self.trainer.observation_vector(), float(r), terminated, False, self._info(val, ref, q)
 
     def action_to_quantities(self, action: Any) -> dict[str, int]:
         """The quantities an action gives (see ``dus_env.actions``)."""
@@ -176,14 +211,15 @@ class DUSEnv(gym.Env):
         if self.trainer.done:
             raise RuntimeError("the episode has ended; call reset()")
 
-    def _validate(self) -> dict[str, float]:
+    def _validate(self) -> Metrics:
         assert self.trainer is not None
-        return self.trainer.evaluate("val", max_samples=self.config.trainer.val_max_samples, accuracy_only=True)
+        return validation_metrics(self.trainer, self.config.trainer.val_max_samples)
 
-    def _info(self, val: dict[str, float], q: dict[str, int] | None) -> dict[str, Any]:
+    def _info(self, val: Metrics, ref: Metrics | None, q: dict[str, int] | None) -> dict[str, Any]:
         assert self.trainer is not None
         s = self.trainer.statistics
         info: dict[str, Any] = {f"val/{k}": v for k, v in val.items()}
+        info.update({f"reference/val/{k}": v for k, v in (ref or {}).items()})
         info.update(
             {
                 "quantities": q,

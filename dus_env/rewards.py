@@ -1,14 +1,20 @@
-"""Reward functions of the DUS environment; each is computed from validation accuracies only.
+"""Reward functions of the DUS environment; each is computed from validation metrics only (never the test split).
 
-    delta_val_acc (default): scale * (acc_t - acc_{t-1}), the change of fused validation accuracy between two
-        decisions (acc_0 is measured at reset). An episode's return is scale * (final - initial accuracy), so the
-        agent maximises the validation accuracy at the end of the schedule, with credit given as it comes.
-    final_val_acc: 0 until the last decision, then scale * final accuracy. The same optimum as delta_val_acc
-        without the intermediate credit (sparser, for comparison).
-    balance: delta_val_acc - balance_weight * spread_t, where spread_t is the max minus the min over modalities
-        of S_t(m) / mean S_t: it still pays for accuracy but also for keeping the modalities' cumulative scores
-        close, the DUS paper's rebalancing intuition made explicit.
-The test split is never read.
+delta_val_acc (v0 default): scale * (acc_t - acc_{t-1}), the change of fused validation accuracy between two
+    decisions (acc_0 is measured at reset). An episode's return is scale * (final - initial accuracy), so the
+    agent maximises the validation accuracy at the end of the schedule, with credit given as it comes.
+final_val_acc: 0 until the last decision, then scale * final accuracy. The same optimum as delta_val_acc
+    without the intermediate credit (sparser, for comparison).
+balance: delta_val_acc - balance_weight * spread_t, where spread_t is the max minus the min over modalities
+    of S_t(m) / mean S_t: it still pays for accuracy but also for keeping the modalities' cumulative scores
+    close, the DUS paper's rebalancing intuition made explicit.
+paired_val_acc (v1 default; needs the reference run, ``reference=True``): scale * the change over the step of
+    (agent's fused validation accuracy - the reference's). The reference is the uniform equal-budget run from
+    the same initial weights and data order (common random numbers), so both start equal and the return is
+    scale * (final accuracy - the reference's final accuracy): the advantage over uniform. The uniform
+    action earns exactly 0 at every step; the luck of the seed (initial accuracy, data order) cancels.
+paired_val_loss: the same with minus the fused validation cross-entropy in place of the accuracy (smoother;
+    the return is scale * (reference's final loss - agent's final loss)).
 """
 
 from __future__ import annotations
@@ -30,8 +36,14 @@ class RewardInput:
         previous_val_acc: the same before it.
         ratio: S_t(m) / mean_k S_t(k).
         terminal: whether this decision ends the episode.
-        scale: rewards are accuracies times this (100: percentage points).
+        scale: rewards are metrics times this (100: percentage points).
         balance_weight: weight of the spread penalty of the "balance" reward.
+        val_loss: fused validation cross-entropy after the decision interval.
+        previous_val_loss: the same before it.
+        reference_val_acc: the reference run's val_acc (None: no reference run).
+        previous_reference_val_acc: the reference run's previous_val_acc.
+        reference_val_loss: the reference run's val_loss.
+        previous_reference_val_loss: the reference run's previous_val_loss.
     """
 
     val_acc: float
@@ -40,11 +52,19 @@ class RewardInput:
     terminal: bool
     scale: float = 100.0
     balance_weight: float = 1.0
+    val_loss: float = float("nan")
+    previous_val_loss: float = float("nan")
+    reference_val_acc: float | None = None
+    previous_reference_val_acc: float | None = None
+    reference_val_loss: float | None = None
+    previous_reference_val_loss: float | None = None
 
 
 RewardFunction = Callable[[RewardInput], float]
 #: reward name -> function; add one with ``REWARDS.register("name", fn)``
 REWARDS: Registry[RewardFunction] = Registry("reward")
+#: rewards that compare with the reference run: the environment refuses them with ``reference=False``
+NEEDS_REFERENCE: set[str] = {"paired_val_acc", "paired_val_loss"}
 
 
 @REWARDS.register("delta_val_acc")
@@ -63,3 +83,25 @@ def final_val_acc(x: RewardInput) -> float:
 def balance(x: RewardInput) -> float:
     """delta_val_acc minus balance_weight x the spread of the ratios S_t(m) / mean S_t."""
     return delta_val_acc(x) - x.balance_weight * float(np.max(x.ratio) - np.min(x.ratio))
+
+
+def _reference(x: RewardInput, *names: str) -> list[float]:
+    values = [getattr(x, n) for n in names]
+    if any(v is None for v in values):
+        raise ValueError("a paired reward needs the reference run: build the environment with reference=True")
+    return values
+
+
+@REWARDS.register("paired_val_acc")
+def paired_val_acc(x: RewardInput) -> float:
+    """scale x the change over the step of (agent's fused validation accuracy - the reference run's)."""
+    ref, previous_ref = _reference(x, "reference_val_acc", "previous_reference_val_acc")
+    # differences taken before the step's change, so the uniform action gives exactly (a - a) - (b - b) = 0
+    return x.scale * ((x.val_acc - ref) - (x.previous_val_acc - previous_ref))
+
+
+@REWARDS.register("paired_val_loss")
+def paired_val_loss(x: RewardInput) -> float:
+    """scale x the change over the step of (reference's fused validation cross-entropy - agent's)."""
+    ref, previous_ref = _reference(x, "reference_val_loss", "previous_reference_val_loss")
+    return x.scale * ((ref - x.val_loss) - (previous_ref - x.previous_val_loss))

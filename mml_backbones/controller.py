@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,7 +78,8 @@ class DUSController:
                 "this sampler observes training progress but total_iterations is not set: progress stays 0",
                 stacklevel=2,
             )
-        self.statistics = ModalityStatistics(self.modalities, statistics)
+        # blocks of one decision interval: at each decision the latest block is the interval just run
+        self.statistics = ModalityStatistics(self.modalities, statistics, block=self.decision_interval)
         self.iteration = 0
         self.sampler_calls = 0
         #: the quantities in force (None before the first decision)
@@ -97,8 +99,17 @@ class DUSController:
         return self.current is None or self.decision_left == 0
 
     def observation(self) -> DiscrepancyObservation:
-        """The cumulative modality discrepancy now, as samplers see it."""
+        """The cumulative modality discrepancy and how learning is going now, as samplers see it.
+
+        speed and loss come from the statistics' blocks of one decision interval; allocation is the quantities
+        in force (the last decision's) as shares, 1/M each before the first decision.
+        """
         s = self.statistics
+        if self.current is None:
+            allocation = np.full(len(self.modalities), 1.0 / len(self.modalities))
+        else:
+            n = np.array([self.current[m] for m in self.modalities], dtype=float)
+            allocation = n / n.sum()
         return DiscrepancyObservation(
             modalities=self.modalities,
             cumulative=s.cumulative.copy(),
@@ -107,6 +118,9 @@ class DUSController:
             progress=self.progress,
             iteration=self.iteration,
             nominal_batch_size=self.batch_size,
+            speed=s.speed,
+            loss=s.loss,
+            allocation=allocation,
         )
 
     def validate(self, quantities: Quantities) -> dict[str, int]:
@@ -133,13 +147,23 @@ class DUSController:
         self.decision_left = self.decision_interval
 
     # ---------------------------------------------------------------------------------------------- updates
-    def update_scores(self, scores: Mapping[str, float], quantities: Quantities | None = None) -> None:
-        """Record one iteration's scores s_t(m) (modalities absent are not scored) and advance the iteration."""
-        unknown = [m for m in scores if m not in self.modalities]
+    def update_scores(
+        self,
+        scores: Mapping[str, float],
+        quantities: Quantities | None = None,
+        losses: Mapping[str, float] | None = None,
+    ) -> None:
+        """Record one iteration's scores s_t(m) (modalities absent are not scored) and advance the iteration.
+
+        ``losses``: each scored modality's mean unimodal cross-entropy this iteration (the observation's loss
+        feature); where one is missing, -log s_t(m) stands in (a lower bound).
+        """
+        unknown = [m for m in [*scores, *(losses or {})] if m not in self.modalities]
         if unknown:
             raise ConfigError(f"scores name unknown modality {unknown}; modalities are {list(self.modalities)}")
         q = self._used(quantities)
-        self.statistics.update({m: float(s) for m, s in scores.items()}, q)
+        given = {m: float(v) for m, v in (losses or {}).items() if m in scores}
+        self.statistics.update({m: float(s) for m, s in scores.items()}, q, given)
         self.iteration += 1
         self.decision_left = max(0, self.decision_left - 1)
 
@@ -150,21 +174,26 @@ class DUSController:
 
         ``labels`` is the drawn chunk's labels (modality m's are the first n_m) or one tensor per modality;
         ``quantities`` defaults to those ``quantities()`` returned. Modalities with no logits are not scored.
+        Each modality's mean cross-entropy over the same samples is recorded too (the loss feature).
         """
-        scores = {m: true_class_score(x, _labels_of(labels, m, len(x))) for m, x in logits.items() if len(x)}
-        self.update_scores(scores, quantities)
+        scores, losses = {}, {}
+        for m, x in logits.items():
+            if len(x):
+                scores[m], losses[m] = score_and_loss(x, _labels_of(labels, m, len(x)))
+        self.update_scores(scores, quantities, losses)
         return scores
 
     def update_probabilities(
         self, probabilities: Mapping[str, torch.Tensor | Sequence[float]], quantities: Quantities | None = None
     ) -> dict[str, float]:
         """Like ``update``, from each modality's per-sample true-class probabilities; returns s_t(m)."""
-        scores = {}
+        scores, losses = {}, {}
         for m, p in probabilities.items():
             p = torch.as_tensor(p).detach().float().reshape(-1)
             if len(p):
                 scores[m] = float(p.mean())
-        self.update_scores(scores, quantities)
+                losses[m] = float(-torch.log(p.clamp_min(1e-12)).mean())  # the cross-entropy, exactly
+        self.update_scores(scores, quantities, losses)
         return scores
 
     def _used(self, quantities: Quantities | None) -> Mapping[str, int]:
@@ -221,6 +250,14 @@ def true_class_score(logits: torch.Tensor, labels: torch.Tensor) -> float:
     with torch.no_grad():
         p = torch.softmax(logits.detach().float(), -1)
         return float(p.gather(1, labels.to(p.device).long().reshape(-1, 1)).mean())
+
+
+def score_and_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """s_t (mean true-class softmax probability) and the mean cross-entropy of one modality's logits."""
+    s = true_class_score(logits, labels)  # validates the shapes
+    with torch.no_grad():
+        ce = F.cross_entropy(logits.detach().float(), labels.to(logits.device).long().reshape(-1))
+    return s, float(ce)
 
 
 def nested_prefixes(

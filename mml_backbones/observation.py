@@ -1,4 +1,20 @@
-"""The cumulative modality discrepancy as samplers and the environment see it."""
+"""The cumulative modality discrepancy, and how learning is going, as samplers and the environment see it.
+
+Features of the observation vector (``DiscrepancyObservation.vector``), M entries each unless said:
+
+    cumulative  S_t(m), the running score                                                    [0, 1]
+    ratio       S_t(m) / mean_k S_t(k)                                                       [0, M]
+    last        s_t(m) of the latest iteration                                               [0, 1]
+    share       share of all samples consumed so far that went to modality m                 [0, 1]
+    speed       tanh(SPEED_SCALE x the change of s_t(m) per iteration between the last two
+                decision intervals' means): > 0 while a modality still learns                [-1, 1]
+    loss        mean unimodal training cross-entropy (nats) over the last decision interval,
+                clipped to LOSS_MAX                                                          [0, LOSS_MAX]
+    allocation  the quantities in force as shares n_m / sum_k n_k (1/M before the first)     [0, 1]
+    progress    iterations done / iterations in the schedule (1 entry)                       [0, 1]
+
+speed and loss are 0 until the intervals they need are complete (see ``mml_backbones.statistics``).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +25,27 @@ import numpy as np
 
 from mml_backbones.errors import ConfigError
 
-#: name -> (values per modality?, lower bound, upper bound per entry given M modalities)
-FEATURES: dict[str, tuple[bool, float, str]] = {
-    "cumulative": (True, 0.0, "1"),  # S_t(m)
+#: speed's unit: a change of s_t of 1/SPEED_SCALE per iteration gives tanh(1) (about 0.76); s_t rising by 0.05
+#: over a 47-iteration interval (early learning of a strong modality) reads 0.79, by 0.005 (a slow weak one) 0.11
+SPEED_SCALE = 1000.0
+#: the loss feature's ceiling in nats (chance level with C classes is log C, 2.1 for 8 classes, 4.6 for 100)
+LOSS_MAX = 5.0
+
+#: name -> (values per modality?, lower bound, upper bound per entry: a number, or "M" for the modality count)
+FEATURES: dict[str, tuple[bool, float, float | str]] = {
+    "cumulative": (True, 0.0, 1.0),  # S_t(m)
     "ratio": (True, 0.0, "M"),  # S_t(m) / mean_k S_t(k), at most M
-    "last": (True, 0.0, "1"),  # s_t(m) of the last iteration
-    "share": (True, 0.0, "1"),  # share of all samples consumed so far that went to modality m
-    "progress": (False, 0.0, "1"),  # iterations done / iterations in the schedule
+    "last": (True, 0.0, 1.0),  # s_t(m) of the last iteration
+    "share": (True, 0.0, 1.0),  # share of all samples consumed so far that went to modality m
+    "speed": (True, -1.0, 1.0),  # tanh(SPEED_SCALE * change of s_t per iteration)
+    "loss": (True, 0.0, LOSS_MAX),  # mean unimodal training cross-entropy over the last interval
+    "allocation": (True, 0.0, 1.0),  # quantities in force as shares
+    "progress": (False, 0.0, 1.0),  # iterations done / iterations in the schedule
 }
+#: the v0 observation (the committed v0 policies were trained on it)
 DEFAULT_FEATURES = ("cumulative", "ratio", "progress")
+#: the v1 observation: the discrepancy plus how learning is going (DESIGN.md, "RL sampler")
+LEARNING_FEATURES = ("cumulative", "ratio", "speed", "loss", "allocation", "progress")
 
 
 def check_features(features: Sequence[str]) -> tuple[str, ...]:
@@ -40,7 +68,7 @@ def feature_bounds(features: Sequence[str], num_modalities: int) -> tuple[np.nda
         per_modality, lo, hi = FEATURES[f]
         n = num_modalities if per_modality else 1
         low += [lo] * n
-        high += [float(num_modalities) if hi == "M" else 1.0] * n
+        high += [float(num_modalities) if hi == "M" else float(hi)] * n
     return np.asarray(low, np.float32), np.asarray(high, np.float32)
 
 
@@ -56,6 +84,9 @@ class DiscrepancyObservation:
         progress: fraction of the training schedule done, in [0, 1].
         iteration: iterations done.
         nominal_batch_size: B.
+        speed: change of s_t(m) per iteration between the last two decision intervals (None: zeros).
+        loss: mean unimodal training cross-entropy over the last decision interval (None: zeros).
+        allocation: the quantities in force as shares n_m / sum_k n_k (None: 1/M each).
     """
 
     modalities: tuple[str, ...]
@@ -65,6 +96,16 @@ class DiscrepancyObservation:
     progress: float
     iteration: int
     nominal_batch_size: int
+    speed: np.ndarray | None = None
+    loss: np.ndarray | None = None
+    allocation: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # observations built by hand (tests, other loops) without the learning features get neutral values
+        m = len(self.modalities)
+        for name, default in (("speed", 0.0), ("loss", 0.0), ("allocation", 1.0 / m)):
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, np.full(m, default))
 
     @property
     def ratio(self) -> np.ndarray:
@@ -83,6 +124,8 @@ class DiscrepancyObservation:
         parts = []
         for f in check_features(features):
             value = self.progress if f == "progress" else getattr(self, f)
+            if f == "speed":  # squashed: raw speeds are tiny and would barely move the policy's inputs
+                value = np.tanh(SPEED_SCALE * np.asarray(value, dtype=np.float64))
             parts.append(np.atleast_1d(np.asarray(value, dtype=np.float64)))
         low, high = feature_bounds(features, len(self.modalities))
         return np.clip(np.concatenate(parts), low, high).astype(np.float32)

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from mml_backbones.config import to_dict
-from mml_backbones.controller import DUSController, true_class_score
+from mml_backbones.controller import DUSController, score_and_loss
 from mml_backbones.data.dataset import DatasetSplits, MultimodalDataset
 from mml_backbones.data.registry import load_dataset
 from mml_backbones.data.stream import IndexStream
@@ -197,19 +197,19 @@ class Trainer:
         if self.config.optim.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
         self.optimizer.step()
-        with torch.no_grad():
-            # modalities a method did not run this iteration (alternating methods) are not scored
-            scores = {
-                m: true_class_score(logits, batch.labels_of(m)[: len(logits)])
-                for m, logits in result.output.unimodal_logits.items()
-                if len(logits)
-            }
+        # s_t(m) and the head's cross-entropy (the observation's loss feature); modalities a method did not run
+        # this iteration (alternating methods) are not scored
+        scored = {
+            m: score_and_loss(logits, batch.labels_of(m)[: len(logits)])
+            for m, logits in result.output.unimodal_logits.items()
+            if len(logits)
+        }
         bad = [k for k, v in result.losses.items() if not math.isfinite(v)]
         if bad:
             raise FloatingPointError(
                 f"non-finite loss {bad} at iteration {self.iteration}; lower the learning rate or check the inputs"
             )
-        self.controller.update_scores(scores, q)
+        self.controller.update_scores({m: v[0] for m, v in scored.items()}, q, {m: v[1] for m, v in scored.items()})
         for k, v in {**result.losses, **result.extras}.items():
             self._loss_sums[k] = self._loss_sums.get(k, 0.0) + v
         self._loss_count += 1

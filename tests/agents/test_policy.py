@@ -114,3 +114,71 @@ def test_training_resumes_from_its_latest_checkpoint(tmp_path, tiny_env):
     resumed = train_policy("dus_env/DUS-v0", "ppo", 64, tmp_path, checkpoint_freq=16, resume=True, **kw)
     assert resumed.timesteps == 64
     assert (tmp_path / "logs" / "segment_1").is_dir()
+
+
+def test_the_kept_checkpoint_is_selected_on_the_selection_seeds(tmp_path, tiny_env, monkeypatch):
+    import agents.training as training
+    from agents.seeds import eval_seeds, selection_seeds
+
+    seen = []
+    real = training.make_env
+
+    def spy(env_id, env_kwargs, seeds=None):
+        seen.append(seeds)
+        return real(env_id, env_kwargs, seeds)
+
+    monkeypatch.setattr(training, "make_env", spy)
+    hyper = {"n_steps": 8, "batch_size": 8, "n_epochs": 1}
+    train_policy("dus_env/DUS-v0", "ppo", 8, tmp_path, env_kwargs=tiny_env, hyperparams=hyper, eval_episodes=2)
+    chosen = [s for s in seen if s]
+    assert chosen == [selection_seeds(2)] and not set(chosen[0]) & set(eval_seeds(10_000))
+
+
+def test_eval_policy_scores_on_chosen_seeds(trained_ppo, tmp_path, capsys):
+    from mml_backbones.cli import main
+
+    base = ["eval-policy", "--policy", str(trained_ppo.final), "--env", "dus_env/DUS-Tiny-v0"]
+    csv = tmp_path / "episodes.csv"
+    compare = ["--compare", "uniform,heuristic:gamma=2,budget=equal"]
+    assert main([*base, "--seeds", "50000:2", *compare, "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "seeds 50000..50001" in out and "heuristic:gamma=2,budget=equal" in out and "ppo" in out
+    import pandas as pd
+
+    df = pd.read_csv(csv)
+    assert sorted(set(df["seed"])) == [50_000, 50_001] and set(df["sampler"]) == {
+        "uniform",
+        "heuristic:gamma=2,budget=equal",
+        "ppo",
+    }
+    for bad in ("50000", "x:2", "50000:0"):
+        assert main([*base, "--seeds", bad]) == 2
+        assert "START:COUNT" in capsys.readouterr().err
+    assert main([*base, "--seeds", "10:2", "--episodes", "2"]) == 2
+    assert "not both" in capsys.readouterr().err
+
+
+def test_split_samplers_keeps_a_specs_options_together():
+    from agents.cli import split_samplers
+
+    assert split_samplers("uniform,heuristic:gamma=2,budget=equal,policy:a.zip") == [
+        "uniform",
+        "heuristic:gamma=2,budget=equal",
+        "policy:a.zip",
+    ]
+    assert split_samplers("") == []
+
+
+def test_committed_v0_policies_still_load_and_run_on_v0():
+    from pathlib import Path
+
+    import gymnasium as gym
+
+    path = Path(__file__).parents[2] / "benchmarks" / "results" / "policies" / "DUS-v0_ppo" / "policy.zip"
+    if not path.is_file():
+        pytest.skip("no committed v0 policy")
+    sampler = PolicySampler(path)
+    env = gym.make("dus_env/DUS-Tiny-v0").unwrapped
+    env.reset(seed=0)
+    q = sampler(env.observation())
+    assert set(q) == {"strong", "weak"}

@@ -48,9 +48,9 @@ def test_statistic_is_the_running_mean_of_true_class_scores(tiny_config):
     seen = []
     original = tr.statistics.update
 
-    def spy(scores, q):
+    def spy(scores, q, *losses):
         seen.append([scores[m] for m in tr.modalities])
-        original(scores, q)
+        original(scores, q, *losses)
 
     tr.statistics.update = spy
     tr.run_iterations(5, {"strong": 16, "weak": 32})
@@ -166,6 +166,6 @@ def test_bad_trainer_configs_are_named():
     with pytest.raises(ConfigError, match="batch_size"):
         TrainerConfig(batch_size=0)
     with pytest.raises(ConfigError, match="observation feature"):
-        TrainerConfig(observation_features=("loss",))
+        TrainerConfig(observation_features=("gradient",))
     with pytest.raises(ConfigError, match="no field"):
         TrainerConfig.from_dict({"epochz": 3})
