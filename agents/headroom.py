@@ -89,7 +89,8 @@ def run_gate(env_id: str, seeds: int = 8, csv: str | Path | None = None, **env_k
 
     import dus_env  # noqa: F401 - registers the ids
 
-    env = gym.make(env_id, **env_kwargs).unwrapped
+    # the gate scores final validation accuracy, not rewards: no paired reference run needed
+    env = gym.make(env_id, **{"reference": False, "reward": "delta_val_acc", **env_kwargs}).unwrapped
     t = env.config.trainer
     log = CsvLog(Path(csv)) if csv is not None else None
     rows = [r for r in log.read() if r.get("env_id") == env_id] if log is not None else []

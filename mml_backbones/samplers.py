@@ -8,10 +8,11 @@ imports them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol, runtime_checkable
 
+from mml_backbones.config import parse_options
 from mml_backbones.errors import ConfigError
 from mml_backbones.observation import DiscrepancyObservation
 from mml_backbones.quantities import Quantities
@@ -43,8 +44,28 @@ class UniformSampler:
         return f"UniformSampler(batch_size={self.batch_size})"
 
 
+class ConstantSampler:
+    """The same quantities at every decision (the headroom gate's constant shares, as a sampler)."""
+
+    def __init__(self, quantities: Mapping[str, int]) -> None:
+        self.quantities = dict(quantities)
+
+    def __call__(self, observation: DiscrepancyObservation) -> dict[str, int]:
+        return dict(self.quantities)
+
+    @classmethod
+    def from_spec(cls, arg: str | None = None, **context: Any) -> ConstantSampler:
+        """``constant:strong=24,weak=104``."""
+        if not arg:
+            raise ConfigError("the constant sampler needs quantities: constant:MODALITY=N,...")
+        return cls({k: int(v) for k, v in parse_options(arg.split(",")).items()})
+
+    def __repr__(self) -> str:
+        return f"ConstantSampler({self.quantities})"
+
+
 def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:
-    found: dict[str, Callable[..., Sampler] | EntryPoint] = {"uniform": UniformSampler.from_spec}
+    found: dict[str, Callable[..., Sampler] | EntryPoint] = {"uniform": UniformSampler.from_spec, "constant": ConstantSampler.from_spec}
     for ep in entry_points(group="dus.samplers"):
         found.setdefault(ep.name, ep)
     return found

@@ -1,0 +1,163 @@
+"""Downstream on the v1 worlds: DUS samplers against uniform, on every method, beside the data-level peers.
+
+Each v1 world's training run (``dus_env/DUS-v1`` and friends: data, schedule, decision interval) is trained from
+scratch with ``Trainer.fit`` on unseen downstream seeds (agents.seeds.downstream_seeds); the epoch is chosen on
+validation and the test split is scored once. Every method runs with its paper's optimiser (``paper_optim``;
+joint, concat and OGM-GE: SGD 1e-3, momentum 0.9, weight decay 1e-4, the v1 regime). All DUS rows are at an equal
+budget (M * B samples per iteration, as uniform).
+
+Rows per world:
+    joint      uniform (the control) | heuristic (equal budget, gamma 2) | best share (the gate's best constant)
+    concat     alone (fusion loss only) | +unimodal (uniform, the DUS plug-in's fair control) | +DUS heuristic
+    ogm_ge     the same three rows
+    mie        uniform | heuristic
+    peers      remix, valuation, mmpareto (their own rebalancing, uniform quantities)
+
+    python -m benchmarks.v1_downstream --seeds 5 --workers 2
+    python -m benchmarks.v1_downstream --worlds mild --rows joint,concat
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from benchmarks.grid import Cell, run_grid
+from benchmarks.report import paired_difference, pm
+
+RESULTS = Path(__file__).parent / "results"
+WORLDS = {
+    "mild": "dus_env/DUS-v1",
+    "strong": "dus_env/DUS-Strong-v1",
+    "three_modal": "dus_env/DUS-ThreeModal-v1",
+    "hapt": "dus_env/DUS-HAPT-v1",
+}
+HEURISTIC = "heuristic:gamma=2,budget=equal"
+ROWS = ("joint", "concat", "ogm_ge", "mie", "peers")
+
+
+def best_share(env_id: str) -> str | None:
+    """The gate's best equal-budget constant share on ``env_id`` as a sampler spec (None before the gate ran)."""
+    from agents.headroom import best_constant, gate_table
+
+    frames = [pd.read_csv(p) for p in RESULTS.glob("headroom_v1*.csv")]
+    df = pd.concat(frames) if frames else pd.DataFrame({"env_id": []})
+    df = df[df["env_id"] == env_id]
+    if df.empty:
+        return None
+    best = best_constant(gate_table(df))
+    if best is None:
+        return None
+    row = df[df["schedule"] == best].iloc[0]
+    q = {c.split("/", 1)[1]: round(row[c]) for c in df if c.startswith("mean_n/") and pd.notna(row[c])}
+    return "constant:" + ",".join(f"{m}={n}" for m, n in q.items())
+
+
+def world_trainer(env_id: str) -> dict[str, Any]:
+    """The TrainerConfig fields of a world's training run (everything but the method's own settings)."""
+    import dus_env
+    from mml_backbones.config import to_dict
+
+    t = to_dict(dus_env.make_config(**dus_env.ENV_IDS[env_id]).trainer)
+    keep = ("batch_size", "decision_interval", "bounds", "statistics")
+    return {"dataset": t["dataset"], "options": t["dataset_options"], "epochs": t["epochs"], **{k: t[k] for k in keep}}
+
+
+def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
+    """The grid's runs."""
+    from agents.seeds import downstream_seeds
+
+    out = []
+    for world in worlds:
+        env_id = WORLDS[world]
+        w = world_trainer(env_id)
+        base = {k: w[k] for k in ("batch_size", "decision_interval", "bounds", "statistics")}
+        variants: list[tuple[str, str, str, bool]] = []  # (group, method, sampler, dus_losses)
+        if "joint" in rows:
+            variants += [("joint|uniform", "joint", "uniform", False), ("joint|heuristic", "joint", HEURISTIC, False)]
+            share = best_share(env_id)
+            if share is not None:
+                variants.append(("joint|best share", "joint", share, False))
+        for method in ("concat", "ogm_ge"):
+            if method in rows:
+                variants += [
+                    (f"{method}|alone", method, "uniform", False),
+                    (f"{method}|+unimodal", method, "uniform", True),
+                    (f"{method}|+DUS heuristic", method, HEURISTIC, True),
+                ]
+        if "mie" in rows:
+            variants += [("mie|uniform", "mie", "uniform", False), ("mie|heuristic", "mie", HEURISTIC, False)]
+        if "peers" in rows:
+            variants += [(f"{m}|uniform", m, "uniform", False) for m in ("remix", "valuation", "mmpareto")]
+        for seed in downstream_seeds(seeds):
+            for group, method, sampler, dus_losses in variants:
+                trainer = {**base, "optim": None, "dus_losses": dus_losses}
+                out.append(
+                    Cell(
+                        group=f"{world}|{group}",
+                        dataset=w["dataset"],
+                        dataset_options=w["options"],
+                        method=method,
+                        sampler=sampler,
+                        seed=seed,
+                        epochs=w["epochs"],
+                        trainer=trainer,
+                    )
+                )
+    return out
+
+
+def table(df: pd.DataFrame, world: str) -> pd.DataFrame:
+    """One world's rows: test accuracy, weakest probe, paired differences to the fair controls."""
+    part = df[df["group"].str.startswith(world + "|")].copy()
+    part["row"] = part["group"].str.split("|", n=1).str[1]
+    rows = []
+    for name, g in part.groupby("row", sort=False):
+        method = name.split("|")[0]
+        probes = [c for c in g if c.startswith("test/probe/") and g[c].notna().any()]
+        weakest = min(probes, key=lambda c: g[c].mean()) if probes else None
+        r: dict[str, Any] = {"row": name, "test acc (%)": pm(g["test/fused_acc"])}
+        if weakest:
+            r[f"weakest probe ({weakest.split('/')[-1]}, %)"] = pm(g[weakest])
+        r["s/epoch"] = round(g["seconds_per_epoch"].mean(), 2)
+        # the fair control: the same method and losses at uniform quantities (joint's for the peers)
+        fair = {"concat": "concat|+unimodal", "ogm_ge": "ogm_ge|+unimodal", "mie": "mie|uniform"}.get(
+            method, "joint|uniform"
+        )
+        controls = {"vs uniform control": f"{world}|{fair}", "vs DUS heuristic": f"{world}|joint|heuristic"}
+        for label, ref in controls.items():
+            if ref == f"{world}|{name}" or ref not in set(df["group"]):
+                r[label] = ""
+                continue
+            d = paired_difference(df, "test/fused_acc", f"{world}|{name}", ref)
+            r[label] = f"{100 * d['mean']:+.2f} [{100 * d['low']:+.2f}, {100 * d['high']:+.2f}]"
+        r["seeds"] = g["seed"].nunique()
+        rows.append(r)
+    return pd.DataFrame(rows).set_index("row")
+
+
+def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Run (or finish) the grid and print one table per world."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worlds", default="mild,strong,three_modal")
+    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--csv", default=str(RESULTS / "v1_downstream.csv"))
+    args = p.parse_args(argv)
+    worlds = args.worlds.split(",")
+    out = run_grid(cells(worlds, args.rows.split(","), args.seeds), args.csv, workers=args.workers)
+    df = out.read()
+    tables = {}
+    for world in worlds:
+        tables[world] = table(df, world)
+        print(f"\n### {world} ({WORLDS[world]}), test split, downstream seeds\n")
+        print(tables[world].to_markdown())
+    return tables
+
+
+if __name__ == "__main__":
+    main()
