@@ -31,8 +31,11 @@ class DUSEnv(gym.Env):
 
     ## Action Space
 
-    ``box`` (default): ``Box(-1, 1, (M,), float32)``, one entry per modality mapped to n_m in [n_min, n_max]
-    on a log scale (``action_scale="linear"`` for linear); values outside [-1, 1] are clipped.
+    ``box`` (default): ``Box(-1, 1, (M,), float32)``, one entry per modality; values outside [-1, 1] are
+    clipped. ``action_budget="equal"`` (v1): the action reallocates a fixed total sum_m n_m = M x B, modality m
+    weighted by exp(action_temperature x a_m), each n_m at least ``bounds.low`` x B; the zero action is uniform
+    and ``info["quantities"]`` always sums to M x B. ``action_budget="free"`` (v0): each entry is mapped to n_m in
+    [low x B, high x B] on a log scale (``action_scale="linear"`` for linear), so the total varies.
     ``multidiscrete``: ``MultiDiscrete([bins] * M)``; ``discrete``: ``Discrete(bins ** M)`` (for DQN).
     NaN, inf, a wrong shape or an out-of-range discrete value raise ``ValueError``. See ``dus_env.actions``.
 
@@ -78,7 +81,7 @@ class DUSEnv(gym.Env):
 
     ## Episode End
 
-    Termination: the run's schedule (``episode_epochs`` epochs) is done; progress is part of the observation,
+    Termination: the run's schedule (``trainer.epochs`` epochs) is done; progress is part of the observation,
     so the end is a true terminal state. Truncation: none by the environment itself; wrap with
     ``gymnasium.wrappers.TimeLimit`` for shorter episodes.
 

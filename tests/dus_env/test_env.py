@@ -195,3 +195,15 @@ def test_fixed_seed_cycle_replays_the_same_runs():
     env = FixedSeedCycle(tiny(), [11, 12])
     firsts = [env.reset()[1]["train_seed"] for _ in range(3)]
     assert firsts == [11, 12, 11]
+
+
+def test_v1_random_actions_keep_the_equal_budget():
+    env = gym.make("dus_env/DUS-Tiny-v1").unwrapped
+    env.reset(seed=0)
+    b, m = env.config.trainer.batch_size, len(env.modalities)
+    done = False
+    while not done:
+        _, _, done, _, info = env.step(env.action_space.sample())
+        assert sum(info["quantities"].values()) == m * b
+        assert min(info["quantities"].values()) >= env.config.trainer.bounds.at(b)[0]
+    assert env.action_to_quantities(np.zeros(m, np.float32)) == dict.fromkeys(env.modalities, b)  # zero = uniform
