@@ -111,7 +111,7 @@ def run_gate(env_id: str, seeds: int = 8, csv: str | Path | None = None, **env_k
     df["seed"] = df["seed"].astype(int)
     for c in df.columns:
         if c == "final_val_acc" or c.startswith(("mean_n/", "samples_per")):
-            df[c] = df[c].astype(float)
+            df[c] = pd.to_numeric(df[c], errors="coerce")  # a CSV shared by worlds leaves others' columns empty
     return df[df["seed"].isin(eval_seeds(seeds))]
 
 
