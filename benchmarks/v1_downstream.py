@@ -11,7 +11,8 @@ Rows per world:
     concat     alone (fusion loss only) | +unimodal (uniform, the DUS plug-in's fair control) | +DUS heuristic
     ogm_ge     the same three rows
     mie        uniform | heuristic
-    peers      remix, valuation, mmpareto (their own rebalancing, uniform quantities)
+    peers      remix, valuation, mmpareto (their own rebalancing, uniform quantities), and joint with each peer's
+               optimiser (Adam 5e-5 for Remix and valuation, SGD 2e-3 for MMPareto): how much is the optimiser
 
     python -m benchmarks.v1_downstream --seeds 5 --workers 2
     python -m benchmarks.v1_downstream --worlds mild --rows joint,concat
@@ -27,6 +28,7 @@ import pandas as pd
 
 from benchmarks.grid import Cell, run_grid
 from benchmarks.report import paired_difference, pm
+from mml_backbones.methods import METHODS
 
 RESULTS = Path(__file__).parent / "results"
 WORLDS = {
@@ -76,6 +78,7 @@ def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
         w = world_trainer(env_id)
         base = {k: w[k] for k in ("batch_size", "decision_interval", "bounds", "statistics")}
         variants: list[tuple[str, str, str, bool]] = []  # (group, method, sampler, dus_losses)
+        optims: dict[str, dict[str, Any]] = {}  # group -> an optimiser other than the method's paper one
         if "joint" in rows:
             variants += [("joint|uniform", "joint", "uniform", False), ("joint|heuristic", "joint", HEURISTIC, False)]
             share = best_share(env_id)
@@ -92,9 +95,14 @@ def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
             variants += [("mie|uniform", "mie", "uniform", False), ("mie|heuristic", "mie", HEURISTIC, False)]
         if "peers" in rows:
             variants += [(f"{m}|uniform", m, "uniform", False) for m in ("remix", "valuation", "mmpareto")]
+            for peer in ("remix", "mmpareto"):  # valuation's optimiser is remix's
+                optim = METHODS.get(peer).method_class().paper_optim
+                group = f"joint|uniform, {peer}'s optimiser"
+                variants.append((group, "joint", "uniform", False))
+                optims[group] = dict(optim)
         for seed in downstream_seeds(seeds):
             for group, method, sampler, dus_losses in variants:
-                trainer = {**base, "optim": None, "dus_losses": dus_losses}
+                trainer = {**base, "optim": optims.get(group), "dus_losses": dus_losses}
                 out.append(
                     Cell(
                         group=f"{world}|{group}",
