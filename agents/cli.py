@@ -20,6 +20,12 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--algo", default="ppo", help="ppo, a2c, reinforce, sac, td3 or dqn (agents.algorithms.ALGOS)")
     p.add_argument("--timesteps", type=int, default=4096, help="environment steps in total")
     p.add_argument("--n-envs", type=int, default=1, help="parallel environments (SubprocVecEnv when > 1)")
+    p.add_argument(
+        "--vec",
+        choices=["subproc", "dummy", "batched"],
+        help="how the n-envs environments run: subprocesses (default when > 1), in turn in this process, or "
+        "batched: trained in lockstep in this process on stacked parameters (dus_env.batched)",
+    )
     p.add_argument("--out", default="runs/policy", help="run directory")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig override")
@@ -89,6 +95,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         checkpoint_freq=args.checkpoint_freq,
         progress_bar=not args.no_progress,
         resume=args.resume,
+        vec_env=args.vec or "auto",
     )
     print(f"trained {args.algo} for {result.timesteps} steps on {args.env}")
     if result.eval_returns:

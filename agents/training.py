@@ -35,6 +35,7 @@ import dus_env  # noqa: F401 - registers the environment ids (in SubprocVecEnv w
 from agents.algorithms import algo_spec
 from agents.policy_io import add_metadata, save_policy
 from agents.seeds import selection_seeds
+from agents.vec import batched_vec_env
 from dus_env.env import DUSEnv
 from dus_env.wrappers import FixedSeedCycle
 from mml_backbones.config import to_dict
@@ -147,7 +148,9 @@ def train_policy(
         eval_freq: environment steps between evaluations (default: 4 times per run).
         checkpoint_freq: environment steps between checkpoints (default: 4 times per run).
         progress_bar: show SB3's progress bar.
-        vec_env: "auto" (SubprocVecEnv when n_envs > 1), "dummy" or "subproc".
+        vec_env: "auto" (SubprocVecEnv when n_envs > 1), "dummy", "subproc" or "batched" (agents.vec: the n_envs
+            runs trained in lockstep in one process on stacked parameters; outside its scope, "auto" with a
+            warning).
         resume: continue from the latest checkpoint in ``out_dir``.
         verbose: SB3 verbosity.
     """
@@ -162,10 +165,13 @@ def train_policy(
     length, m = probe.episode_length, len(probe.modalities)
     metadata = policy_metadata(probe, algo, env_id, {"seed": seed})
     params = {**spec.defaults(length, m), **(hyperparams or {})}
-    if vec_env not in ("auto", "dummy", "subproc"):
-        raise ConfigError(f"vec_env must be auto, dummy or subproc, got {vec_env!r}")
-    cls = SubprocVecEnv if vec_env == "subproc" or (vec_env == "auto" and n_envs > 1) else DummyVecEnv
-    venv = make_vec_env(partial(make_env, env_id, env_kwargs), n_envs=n_envs, seed=seed, vec_env_cls=cls)
+    if vec_env not in ("auto", "dummy", "subproc", "batched"):
+        raise ConfigError(f"vec_env must be auto, dummy, subproc or batched, got {vec_env!r}")
+    venv = batched_vec_env(env_id, env_kwargs, n_envs, seed) if vec_env == "batched" else None
+    if venv is None:  # per-process environments (also batched's fallback outside its scope)
+        subproc = vec_env == "subproc" or (vec_env in ("auto", "batched") and n_envs > 1)
+        cls = SubprocVecEnv if subproc else DummyVecEnv
+        venv = make_vec_env(partial(make_env, env_id, env_kwargs), n_envs=n_envs, seed=seed, vec_env_cls=cls)
     (out / "train_config.json").write_text(
         json.dumps(
             {
