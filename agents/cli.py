@@ -59,11 +59,19 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig / TrainerConfig field")
     p.set_defaults(func=cmd_headroom)
 
-    p = sub.add_parser("demo", help="the main job: train a PPO sampler, compare it with uniform and heuristic")
+    p = sub.add_parser(
+        "demo",
+        help="the main job: a learned sampler (the committed PPO policy, or --train) against uniform and the "
+        "heuristic on dus_env/DUS-v1, in the environment and downstream",
+    )
     p.add_argument("--out", default="demo_out")
-    p.add_argument("--timesteps", type=int, default=2048)
-    p.add_argument("--n-envs", type=int, default=2)
-    p.add_argument("--seeds", type=int, default=3, help="held-out downstream seeds")
+    p.add_argument("--env", default="dus_env/DUS-v1", help="environment id (the policy must fit its modalities)")
+    p.add_argument("--policy", help="a policy .zip to load instead of the committed one")
+    p.add_argument("--train", action="store_true", help="train a PPO policy on the spot instead (several minutes)")
+    p.add_argument("--timesteps", type=int, default=1536, help="with --train: environment steps")
+    p.add_argument("--n-envs", type=int, default=2, help="with --train: parallel environments")
+    p.add_argument("--env-seeds", type=int, default=10, help="held-out environment seeds (10000...)")
+    p.add_argument("--seeds", type=int, default=5, help="unseen downstream seeds")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -99,7 +107,10 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     )
     print(f"trained {args.algo} for {result.timesteps} steps on {args.env}")
     if result.eval_returns:
-        print("held-out return per evaluation: " + ", ".join(f"{r:.2f}" for r in result.eval_returns))
+        print(
+            f"mean return on {args.eval_episodes} selection seeds per evaluation (picks best/best_model.zip): "
+            + ", ".join(f"{r:.2f}" for r in result.eval_returns)
+        )
     print(f"policy: {result.policy}")
     return 0
 
@@ -179,9 +190,20 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """dus demo."""
     from agents.demo import run_demo
+    from mml_backbones.errors import ConfigError
 
+    if args.train and args.policy:
+        raise ConfigError("give --train or --policy, not both")
     summary = run_demo(
-        Path(args.out), timesteps=args.timesteps, n_envs=args.n_envs, seeds=args.seeds, progress=not args.no_progress
+        Path(args.out),
+        env_id=args.env,
+        policy=args.policy,
+        train=args.train,
+        timesteps=args.timesteps,
+        n_envs=args.n_envs,
+        env_seeds=args.env_seeds,
+        seeds=args.seeds,
+        progress=not args.no_progress,
     )
     print(json.dumps(summary["files"], indent=2), file=sys.stderr)
     return 0

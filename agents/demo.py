@@ -1,14 +1,18 @@
-"""The main job (``make demo`` / ``dus demo``): learn a sampler, then compare it with uniform and heuristic.
+"""The main job (``make demo`` / ``dus demo``): a learned sampler against uniform and the heuristic on ``DUS-v1``.
 
-1. Train PPO on ``dus_env/DUS-v0`` (synthetic data, strong + weak modality) for a small budget.
-2. Score uniform, heuristic and PPO in the environment on held-out seeds (validation return).
-3. Plug each into ordinary downstream training runs (``Trainer.fit``, seeds never seen by the agent),
-   select on validation, report test accuracy: mean +- std and the paired difference against uniform.
+1. Load the PPO policy committed in the repository (trained on ``dus_env/DUS-v1`` with ``dus train-policy``, kept
+   on the selection seeds), or with ``train=True`` train one on the spot.
+2. Score uniform, the equal-budget heuristic and the policy in the environment on held-out seeds: final
+   validation accuracy, paired with uniform on the same seed (the paired reward's return, without its reference run).
+3. Plug each into ordinary downstream training runs (``Trainer.fit``, seeds never seen by the agent), select on
+   validation, report test accuracy: mean +- std and the paired difference against uniform.
 4. Plot each modality's quantity over training for the heuristic and the learned sampler.
 """
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from pathlib import Path
 from typing import Any
@@ -17,14 +21,18 @@ import gymnasium as gym
 import pandas as pd
 
 import dus_env  # noqa: F401
-from agents.evaluation import evaluate_downstream, evaluate_in_env, format_mean_std, summarise
-from agents.heuristic import HeuristicSampler
+from agents.evaluation import evaluate_downstream, evaluate_in_env, summarise
 from agents.policy_sampler import PolicySampler
 from agents.seeds import downstream_seeds, eval_seeds
-from agents.training import train_policy
-from mml_backbones.samplers import UniformSampler
+from mml_backbones.errors import ConfigError
+from mml_backbones.samplers import UniformSampler, make_sampler
 
-ENV_ID = "dus_env/DUS-v0"
+ENV_ID = "dus_env/DUS-v1"
+#: the repository's root (the committed policy's path is relative to it, not to the working directory)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: the PPO policy committed for the demo, relative to the repository root
+COMMITTED_POLICY = "benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip"
+HEURISTIC = "heuristic:gamma=2,budget=equal"
 
 
 def plot_quantities(run_root: Path, samplers: list[str], seed: int, path: Path) -> None:
@@ -48,53 +56,156 @@ def plot_quantities(run_root: Path, samplers: list[str], seed: int, path: Path) 
     plt.close(fig)
 
 
-def run_demo(out: Path, timesteps: int = 2048, n_envs: int = 2, seeds: int = 3, progress: bool = True) -> dict:
+def committed_policy() -> Path:
+    """The committed demo policy's absolute path; a clear error when this checkout lacks it."""
+    path = REPO_ROOT / COMMITTED_POLICY
+    if not path.is_file():
+        raise ConfigError(
+            f"the committed policy {COMMITTED_POLICY} is missing under {REPO_ROOT} (it ships with a git checkout "
+            "of the repository, not with an installed package); run `dus demo --train` to train one on the spot, "
+            "or pass --policy PATH.zip"
+        )
+    return path
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the repository root when it lies inside it, else as given."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def training_command(policy: Path, num_modalities: int = 2) -> str | None:
+    """The ``dus train-policy`` command that wrote ``policy``, rebuilt from its run's train_config.json."""
+    from agents.algorithms import algo_spec
+
+    run_dir = policy.parent.parent if policy.parent.name == "best" else policy.parent
+    config_file = run_dir / "train_config.json"
+    if not config_file.is_file():
+        return None
+    c = json.loads(config_file.read_text())
+    spec = algo_spec(c["algo"])
+    args = ["dus", "train-policy", "--env", c["env_id"], "--algo", c["algo"], "--timesteps", str(c["timesteps"])]
+    args += ["--n-envs", str(c["n_envs"]), "--seed", str(c["seed"]), "--out", _shown(run_dir)]
+    for k, v in c.get("env_kwargs", {}).items():
+        if not (k == "action_type" and v == spec.action_type):  # the algorithm's own action type is the default
+            args += ["--env-option", f"{k}={json.dumps(v)}"]
+    defaults = spec.defaults(c["episode_length"], num_modalities)
+    for k, v in c.get("hyperparams", {}).items():
+        d = defaults.get(k)
+        if d is None or v != (d if isinstance(d, int | float | str | bool) else repr(d)):
+            args += ["--hyper", f"{k}={v}"]
+    return shlex.join(args)
+
+
+def run_demo(
+    out: Path,
+    env_id: str = ENV_ID,
+    policy: str | Path | None = None,
+    train: bool = False,
+    timesteps: int = 1536,
+    n_envs: int = 2,
+    env_seeds: int = 10,
+    seeds: int = 5,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Run the demo and print its tables; returns the tables and the files written."""
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    print(f"[1/3] training PPO on {ENV_ID} for {timesteps} steps with {n_envs} environments ...", flush=True)
-    trained = train_policy(ENV_ID, "ppo", timesteps, out / "ppo", n_envs=n_envs, progress_bar=progress)
-    t1 = time.perf_counter()
-    print(f"      done in {t1 - t0:.0f} s; policy {trained.policy}", flush=True)
+    if train:
+        from agents.training import train_policy
 
-    env = gym.make(ENV_ID).unwrapped
-    samplers: dict[str, Any] = {
-        "uniform": UniformSampler(),
-        "heuristic": HeuristicSampler(),
-        "ppo": PolicySampler(trained.policy),
-    }
-    print(f"[2/3] validation return on {len(eval_seeds(4))} held-out environment seeds ...", flush=True)
-    env_df = evaluate_in_env(env, samplers, eval_seeds(4))
-    env_table = summarise(env_df, "return")
-    env_table = env_table.assign(
-        **{
-            "return (val acc gained, pp)": env_table.apply(lambda r: f"{r['mean']:.2f} ± {r['std']:.2f}", axis=1),
+        print(f"[1/3] training PPO on {env_id} for {timesteps} steps with {n_envs} environments ...", flush=True)
+        trained = train_policy(env_id, "ppo", timesteps, out / "ppo", n_envs=n_envs, progress_bar=progress)
+        path = trained.policy
+        policy_sampler = PolicySampler(path)
+        print(f"      done in {time.perf_counter() - t0:.0f} s; policy {path}", flush=True)
+    else:
+        path = Path(policy) if policy is not None else committed_policy()
+        if not path.is_file():
+            raise ConfigError(f"policy file not found: {path}")
+        policy_sampler = PolicySampler(path)
+        meta = policy_sampler.metadata
+        what = "the committed policy" if policy is None else "the policy"
+        kept = "best on the selection seeds at step" if path.parent.name == "best" else "step"
+        print(
+            f"[1/3] loaded {what} {_shown(path)} ({meta['algo']} on {meta['env_id']}, {kept} "
+            f"{meta.get('timesteps', '?')}; --train trains one on the spot instead)"
+        )
+        command = training_command(path, policy_sampler.num_modalities)
+        print(f"      (trained with: {command})" if command else "      (no train_config.json beside it)", flush=True)
+    name = policy_sampler.metadata["algo"]
+
+    # uniform is one of the rows, so the environment's own reference run is not needed: its final accuracy is
+    # uniform's on the same seed, and the paired difference below is the paired reward's return
+    env = gym.make(env_id, reference=False, reward="delta_val_acc").unwrapped
+    samplers: dict[str, Any] = {"uniform": UniformSampler(), "heuristic": make_sampler(HEURISTIC), name: policy_sampler}
+    ev = eval_seeds(env_seeds)
+    t1 = time.perf_counter()
+    print(
+        f"[2/3] {env_id}: final validation accuracy on {len(ev)} held-out environment seeds "
+        f"({ev[0]}..{ev[-1]}), paired with uniform; heuristic = {HEURISTIC} ...",
+        flush=True,
+    )
+    env_df = evaluate_in_env(env, samplers, ev)
+    acc = summarise(env_df, "final_val_acc")
+    env_table = pd.DataFrame(
+        {
+            "val acc (%)": acc.apply(lambda r: f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}", axis=1),
+            "diff vs uniform (pp, 95% CI)": _diffs(acc),
             **{c: env_df.groupby("sampler", sort=False)[c].mean().round(1) for c in env_df if c.startswith("mean_n")},
         }
     )
-    cols = ["return (val acc gained, pp)"] + [c for c in env_table if c.startswith("mean_n")]
-    print(env_table[cols].to_string(), flush=True)
+    print(env_table.to_string(), flush=True)
+    t2 = time.perf_counter()
+    print(f"      {t2 - t1:.0f} s", flush=True)
 
     config = env.config.trainer_config(seed=0)
     ds_seeds = downstream_seeds(seeds)
-    print(f"[3/3] downstream training, {len(ds_seeds)} held-out seeds per sampler, test split ...", flush=True)
+    print(
+        f"[3/3] downstream Trainer.fit, {len(ds_seeds)} unseen seeds ({ds_seeds[0]}..{ds_seeds[-1]}) per sampler, "
+        "epoch chosen on validation, test split ...",
+        flush=True,
+    )
     ds_df = evaluate_downstream(config, samplers, ds_seeds, run_root=str(out / "downstream"))
-    acc = summarise(ds_df, "test/fused_acc")
+    test = summarise(ds_df, "test/fused_acc")
     table = pd.DataFrame(
         {
-            "test fused acc (%)": format_mean_std(acc),
-            "diff vs uniform (pp)": (100 * acc.get("diff_vs_uniform", pd.Series(dtype=float))).round(2),
-            "test probe weak (%)": format_mean_std(summarise(ds_df, "test/probe/weak")),
+            "test acc (%)": test.apply(lambda r: f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}", axis=1),
+            "diff vs uniform (pp, 95% CI)": _diffs(test),
         }
     )
-    print(table.fillna("").to_string(), flush=True)
+    if "test/probe/weak" in ds_df:
+        probe = summarise(ds_df, "test/probe/weak")
+        table["test probe weak (%)"] = probe.apply(lambda r: f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}", axis=1)
+    print(table.to_string(), flush=True)
+    t3 = time.perf_counter()
+    print(f"      {t3 - t2:.0f} s", flush=True)
     plot = out / "quantities.png"
-    plot_quantities(out / "downstream", ["heuristic", "ppo"], ds_seeds[0], plot)
+    plot_quantities(out / "downstream", ["heuristic", name], ds_seeds[0], plot)
     env_df.to_csv(out / "env_eval.csv", index=False)
     ds_df.to_csv(out / "downstream.csv", index=False)
     print(f"total {time.perf_counter() - t0:.0f} s", flush=True)
     return {
         "env": env_table,
         "downstream": table,
+        "policy": str(path),
         "files": {"plot": str(plot), "env_eval": str(out / "env_eval.csv"), "downstream": str(out / "downstream.csv")},
     }
+
+
+def _diffs(summary: pd.DataFrame) -> list[str]:
+    """``+d [low, high]`` in points per row of a summary ('' for the reference row)."""
+    if "diff_vs_uniform" not in summary:
+        return [""] * len(summary)
+    return [
+        "" if pd.isna(r["diff_vs_uniform"]) else _ci(r["diff_vs_uniform"], r["ci95_low"], r["ci95_high"])
+        for _, r in summary.iterrows()
+    ]
+
+
+def _ci(mean: float, low: float, high: float) -> str:
+    if pd.isna(low):
+        return f"{100 * mean:+.2f}"
+    return f"{100 * mean:+.2f} [{100 * low:+.2f}, {100 * high:+.2f}]"

@@ -35,3 +35,29 @@ def test_train_policy_and_eval_policy_commands(tmp_path, capsys):
     assert main(["eval-policy", "--policy", str(tmp_path / "policy.zip"), "--episodes", "2"]) == 0
     out = capsys.readouterr().out
     assert "uniform" in out and "heuristic" in out and "reinforce" in out and "final_val_acc" in out
+
+
+def test_demo_loads_the_committed_policy(tmp_path, capsys):
+    out = tmp_path / "demo"
+    args = ["demo", "--env", "dus_env/DUS-Tiny-v1", "--env-seeds", "2", "--seeds", "1", "--out", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "loaded the committed policy benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip" in text
+    assert "(trained with: dus train-policy --env dus_env/DUS-v1 --algo ppo" in text
+    assert "heuristic" in text and "diff vs uniform" in text and "test acc" in text
+    for name in ("quantities.png", "env_eval.csv", "downstream.csv"):
+        assert (out / name).is_file()
+
+
+def test_demo_trains_on_the_spot_and_refuses_a_missing_policy(tmp_path, capsys, monkeypatch):
+    import agents.demo
+
+    tiny = ["demo", "--env", "dus_env/DUS-Tiny-v1", "--env-seeds", "1", "--seeds", "1", "--no-progress"]
+    train = ["--train", "--timesteps", "64", "--n-envs", "1"]
+    assert main([*tiny, *train, "--out", str(tmp_path / "t")]) == 0
+    assert "training PPO on dus_env/DUS-Tiny-v1" in capsys.readouterr().out
+    assert (tmp_path / "t" / "ppo" / "policy.zip").is_file()
+    monkeypatch.setattr(agents.demo, "COMMITTED_POLICY", "no/such/policy.zip")
+    assert main([*tiny, "--out", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "the committed policy no/such/policy.zip is missing" in err and "dus demo --train" in err
