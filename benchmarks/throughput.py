@@ -18,8 +18,8 @@ Batched runs (``--batched``, dus_env.batched) on DUS-v1, whose episodes also tra
                forward matmuls) over a matmul peak measured in the same process: torch.matmul on the same
                shapes at K x B rows (forward, input-gradient and weight-gradient products)
     memory     peak resident memory (ru_maxrss) of the row's own process (each row runs in a fresh one)
-    baseline   SB3 SubprocVecEnv with 2 workers of the ordinary DUSEnv on DUS-v1 (bound: 2 x the one-thread peak;
-               memory: the workers' and the parent's peaks summed)
+    baseline   SB3 SubprocVecEnv with 2 workers of the ordinary DUSEnv on DUS-v1 (bound: the peaks of 2 one-thread
+               processes measured concurrently; memory: the workers' and the parent's summed)
 
     python -m benchmarks.throughput --batched 1,8,32,128 --out benchmarks/results/throughput_batched.md
 """
@@ -94,14 +94,22 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vec-steps", type=int, default=32)
     p.add_argument("--batched", metavar="K,K,...", help="the batched-runs table for these K (DUS-v1) instead")
     p.add_argument("--threads", default="1", help="torch threads of the batched rows, e.g. 1,2 (one row each)")
+    p.add_argument("--processes", type=int, default=2, help="also K split over this many 1-thread processes")
     p.add_argument("--out", help="also write the batched table (markdown) here")
     p.add_argument("--batched-row", type=int, help=argparse.SUPPRESS)  # one row, in its own process
+    p.add_argument("--peak", help=argparse.SUPPRESS)  # JSON [shapes, rows]: one matmul peak, in its own process
     args = p.parse_args(argv)
+    if args.peak is not None:
+        torch.set_num_threads(1)
+        shapes, rows = json.loads(args.peak)
+        print(json.dumps(matmul_peak([tuple(x) for x in shapes], rows)))
+        return
     if args.batched_row is not None:
         print(json.dumps(batched_row(args.batched_row, int(args.threads))))
         return
     if args.batched:
-        table = batched_table([int(k) for k in args.batched.split(",")], [int(t) for t in args.threads.split(",")])
+        ks, threads = [int(k) for k in args.batched.split(",")], [int(t) for t in args.threads.split(",")]
+        table = batched_table(ks, threads, args.processes)
         print(table)
         if args.out:
             Path(args.out).write_text(table)
@@ -246,8 +254,12 @@ def subproc_row(workers: int = 2, steps: int = 12) -> dict[str, float]:
     b, interval = c.trainer.batch_size, c.trainer.decision_interval
     probe.reset(seed=0)
     shapes = [(m.in_features, m.out_features) for m in probe.trainer.model.modules() if isinstance(m, torch.nn.Linear)]
-    peak = matmul_peak(shapes, b)  # one worker's matmuls: B rows on one thread
     del probe
+    # the bound of `workers` one-thread processes, measured as they would run: concurrently, B rows each
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--peak", json.dumps([shapes, b])]
+    root = Path(__file__).resolve().parents[1]
+    running = [subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, text=True) for _ in range(workers)]
+    peak = sum(json.loads(p.communicate()[0]) for p in running)
     venv = make_vec_env(partial(DUSEnv, **ENV_IDS[V1_ID]), n_envs=workers, seed=0, vec_env_cls=SubprocVecEnv)
     venv.reset()
     action = np.zeros((workers, *venv.action_space.shape), np.float32)  # the uniform equal-budget action
@@ -265,7 +277,7 @@ def subproc_row(workers: int = 2, steps: int = 12) -> dict[str, float]:
         "k": workers,
         "threads": 1,
         "flops": iteration_flops(shapes, b),
-        "peak": workers * peak,
+        "peak": peak,
         "env_steps": workers * steps / dt,
         "env_rate": runs * interval * steps / dt,
         "memory_mib": memory,
@@ -273,29 +285,52 @@ def subproc_row(workers: int = 2, steps: int = 12) -> dict[str, float]:
     }
 
 
-def batched_table(ks: list[int], threads: list[int]) -> str:
-    """Measure every row (each batched row in a fresh process) and format the markdown table."""
+def _row_processes(k: int, threads: int, processes: int) -> dict[str, float]:
+    """A row measured by ``processes`` concurrent fresh processes of K / processes runs each, summed."""
     root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "benchmarks.throughput", "--batched-row", str(k // processes), "--threads"]
+    running = [
+        subprocess.Popen([*cmd, str(threads)], cwd=root, stdout=subprocess.PIPE, text=True) for _ in range(processes)
+    ]
+    parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in running]
+    if any(p.returncode for p in running):
+        raise RuntimeError(f"a batched row failed: {cmd}")
+    row = {key: sum(part[key] for part in parts) for key in ("peak", "train_rate", "env_steps", "env_rate")}
+    row.update({key: sum(part[key] for part in parts) for key in ("memory_mib", "rss_mib")})
+    return {**parts[0], **row, "k": k, "processes": processes}
+
+
+def batched_table(ks: list[int], threads: list[int], processes: int = 1) -> str:
+    """Measure every row (each batched row in fresh processes) and format the markdown table.
+
+    With ``processes`` > 1, K is also split over that many concurrent 1-thread processes (the way to use several
+    cores when intra-op threads stall on a shared machine); their rates, peaks and memory are summed.
+    """
     load = os.getloadavg()
     rows = []
     for th in threads:
         for k in ks:
-            cmd = [sys.executable, "-m", "benchmarks.throughput", "--batched-row", str(k), "--threads", str(th)]
-            out = subprocess.run(cmd, cwd=root, check=True, capture_output=True, text=True).stdout
-            rows.append(json.loads(out.strip().splitlines()[-1]))
+            rows.append(_row_processes(k, th, 1))
             print(f"measured K={k}, {th} thread(s)", file=sys.stderr)
+    if processes > 1:
+        for k in (k for k in ks if k % processes == 0 and k > processes):
+            rows.append(_row_processes(k, 1, processes))
+            print(f"measured K={k} as {processes} processes", file=sys.stderr)
     base = subproc_row()
     load_after = os.getloadavg()
     lines = [
         f"# Batched runs: throughput on {V1_ID}",
         "",
-        f"`python -m benchmarks.throughput --batched {','.join(map(str, ks))} --threads {','.join(map(str, threads))}`"
+        f"`python -m benchmarks.throughput --batched {','.join(map(str, ks))} --threads {','.join(map(str, threads))} "
+        f"--processes {processes}`"
         f"; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
         f"1-minute load average {load[0]:.1f} before, {load_after[0]:.1f} after (the machine is shared: compare "
         "ratios within a row, whose rate and matmul peak were measured moments apart).",
         "",
         "Run-iterations: one training iteration of one run (B = 64 per modality). DUS-v1 episodes train the agent's "
-        "run and the uniform reference run, so the env columns count 2 runs per environment.",
+        "run and the uniform reference run, so the env columns count 2 runs per environment. Rows 'K (P x K/P)' "
+        "split the K environments over P concurrent one-thread processes (rates, matmul peaks and memory summed): "
+        "on a shared machine torch's intra-op threads wait for each other, processes do not.",
         "",
         "| K | threads | K runs: run-it/s | of bound | env steps/s | env run-it/s | of bound | peak RSS (MiB) |"
         " RSS after the steps (MiB) | matmul peak (GFLOP/s) |",
@@ -303,8 +338,10 @@ def batched_table(ks: list[int], threads: list[int]) -> str:
     ]
     for r in rows:
         bound = r["peak"] / r["flops"]
+        k = f"{r['k']} ({r['processes']} x {r['k'] // r['processes']})" if r["processes"] > 1 else r["k"]
+        th = f"{r['threads']} each" if r["processes"] > 1 else r["threads"]
         lines.append(
-            f"| {r['k']} | {r['threads']} | {r['train_rate']:.0f} | {r['train_rate'] / bound:.0%} | "
+            f"| {k} | {th} | {r['train_rate']:.0f} | {r['train_rate'] / bound:.0%} | "
             f"{r['env_steps']:.2f} | {r['env_rate']:.0f} | {r['env_rate'] / bound:.0%} | {r['memory_mib']:.0f} | "
             f"{r['rss_mib']:.0f} | {r['peak'] / 1e9:.0f} |"
         )
@@ -312,7 +349,7 @@ def batched_table(ks: list[int], threads: list[int]) -> str:
     lines.append(
         f"| SubprocVecEnv, 2 workers | 1 each | - | - | {base['env_steps']:.2f} | {base['env_rate']:.0f} | "
         f"{base['env_rate'] / bound:.0%} | {base['memory_mib']:.0f} (sum of 3) | {base['rss_mib']:.0f} (sum of 3) | "
-        f"{base['peak'] / 1e9:.0f} (2 x 1 thread) |"
+        f"{base['peak'] / 1e9:.0f} (2 processes at once) |"
     )
     lines += [
         "",
@@ -323,14 +360,16 @@ def batched_table(ks: list[int], threads: list[int]) -> str:
     for r in rows:
         if "share_matmul" in r:
             lines.append(
-                f"Where the time goes at K = {r['k']}, {r['threads']} thread(s) (torch.profiler, self CPU time of "
+                f"Where the time goes at K = {r['k'] // r['processes']}, {r['threads']} thread(s) (torch.profiler, "
+                "self CPU time of "
                 f"the training loop): batched matmuls {r['share_matmul']:.0%}, optimiser step "
                 f"{r['share_optimizer']:.0%}, everything else {r['share_other']:.0%}."
             )
     for r in rows:
         if r["k"] >= 8:  # the same runs per step on both sides: the ratio of run-iterations/s too
             ratio = r["env_steps"] / base["env_steps"]
-            lines.append(f"K = {r['k']}, {r['threads']} thread(s): {ratio:.2f}x SubprocVecEnv's environment steps/s.")
+            how = f"{r['processes']} processes of 1 thread" if r["processes"] > 1 else f"{r['threads']} thread(s)"
+            lines.append(f"K = {r['k']}, {how}: {ratio:.2f}x SubprocVecEnv's environment steps/s.")
     return "\n".join(lines) + "\n"
 
 

@@ -3,10 +3,10 @@
 Technique: hand-written batched layers over stacked weights. Run k's ``MultimodalModel`` is built by the
 ordinary ``Trainer`` with run k's seed (so its initial weights are exactly those the Trainer would train), then
 every parameter of the K models is stacked into one leaf tensor with a leading run axis: a Linear becomes a
-transposed weight (K, in, out) and a bias (K, out), and a layer is one ``torch.baddbmm`` over the stack. Autograd gives
-the backward (bmm again). We did not use ``torch.func.stack_module_state`` + ``functional_call`` + ``vmap``:
-for the MLP / linear-fusion family the batched layer is three lines, it needs no per-call functionalisation,
-and run k's gradient is simply the k-th slice because the runs share no parameter.
+transposed weight (K, in, out) and a bias (K, out), and a layer is one ``torch.baddbmm`` over the stack.
+Autograd gives the backward (bmm again). We did not use ``torch.func.stack_module_state`` +
+``functional_call`` + ``vmap``: for the MLP / linear-fusion family the batched layer is three lines, it needs no
+per-call functionalisation, and run k's gradient is simply the k-th slice because the runs share no parameter.
 
 Quantities are per run. Each iteration run k draws ``max_m n_km`` indices from its own stream (the Trainer's
 ``IndexStream``, seeded ``[seed, 1]``), padded to a common width; modality m is encoded on the first
