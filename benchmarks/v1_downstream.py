@@ -8,11 +8,13 @@ budget (M * B samples per iteration, as uniform).
 
 Rows per world:
     joint      uniform (the control) | heuristic (equal budget, gamma 2) | best share (the gate's best constant)
+    learned    joint under each learned policy in POLICIES (zero-shot on the worlds it was not trained on)
     concat     alone (fusion loss only) | +unimodal (uniform, the DUS plug-in's fair control) | +DUS heuristic
     ogm_ge     the same three rows
     mie        uniform | heuristic
-    peers      remix, valuation, mmpareto (their own rebalancing, uniform quantities), and joint with each peer's
-               optimiser (Adam 5e-5 for Remix and valuation, SGD 2e-3 for MMPareto): how much is the optimiser
+    peers      remix, valuation, mmpareto (their own rebalancing, uniform quantities), and joint (uniform and
+               heuristic) with each peer's optimiser (Adam 5e-5 for Remix and valuation, SGD 2e-3 for MMPareto):
+               how much of a peer's gain is its optimiser, and does DUS still help on top of that optimiser
 
     python -m benchmarks.v1_downstream --seeds 5 --workers 2
     python -m benchmarks.v1_downstream --worlds mild --rows joint,concat
@@ -38,7 +40,9 @@ WORLDS = {
     "hapt": "dus_env/DUS-HAPT-v1",
 }
 HEURISTIC = "heuristic:gamma=2,budget=equal"
-ROWS = ("joint", "concat", "ogm_ge", "mie", "peers")
+#: learned policies (SB3 .zip with DUS metadata), by the world they were trained on; used zero-shot elsewhere
+POLICIES = {"DUS-v1 PPO": "benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip"}
+ROWS = ("joint", "learned", "concat", "ogm_ge", "mie", "peers")
 
 
 def best_share(env_id: str) -> str | None:
@@ -84,6 +88,8 @@ def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
             share = best_share(env_id)
             if share is not None:
                 variants.append(("joint|best share", "joint", share, False))
+        if "learned" in rows and world != "three_modal":  # the policies are for two modalities
+            variants += [(f"joint|{name}", "joint", f"policy:{path}", False) for name, path in POLICIES.items()]
         for method in ("concat", "ogm_ge"):
             if method in rows:
                 variants += [
@@ -97,9 +103,10 @@ def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
             variants += [(f"{m}|uniform", m, "uniform", False) for m in ("remix", "valuation", "mmpareto")]
             for peer in ("remix", "mmpareto"):  # valuation's optimiser is remix's
                 optim = METHODS.get(peer).method_class().paper_optim
-                group = f"joint|uniform, {peer}'s optimiser"
-                variants.append((group, "joint", "uniform", False))
-                optims[group] = dict(optim)
+                for name, sampler in (("uniform", "uniform"), ("heuristic", HEURISTIC)):
+                    group = f"joint|{name}, {peer}'s optimiser"
+                    variants.append((group, "joint", sampler, False))
+                    optims[group] = dict(optim)
         for seed in downstream_seeds(seeds):
             for group, method, sampler, dus_losses in variants:
                 trainer = {**base, "optim": optims.get(group), "dus_losses": dus_losses}
@@ -118,24 +125,35 @@ def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
     return out
 
 
+def fair_control(row: str) -> str:
+    """The row a row is paired with: the same method, losses and optimiser at uniform quantities."""
+    method, _, variant = row.partition("|")
+    if ", " in variant:  # joint with a peer's optimiser
+        return f"joint|uniform, {variant.split(', ', 1)[1]}"
+    peers = {"remix": "remix's", "valuation": "remix's", "mmpareto": "mmpareto's"}  # valuation uses remix's optimiser
+    if method in peers:
+        return f"joint|uniform, {peers[method]} optimiser"
+    return {"concat": "concat|+unimodal", "ogm_ge": "ogm_ge|+unimodal", "mie": "mie|uniform"}.get(
+        method, "joint|uniform"
+    )
+
+
 def table(df: pd.DataFrame, world: str) -> pd.DataFrame:
     """One world's rows: test accuracy, weakest probe, paired differences to the fair controls."""
     part = df[df["group"].str.startswith(world + "|")].copy()
     part["row"] = part["group"].str.split("|", n=1).str[1]
     rows = []
     for name, g in part.groupby("row", sort=False):
-        method = name.split("|")[0]
         probes = [c for c in g if c.startswith("test/probe/") and g[c].notna().any()]
         weakest = min(probes, key=lambda c: g[c].mean()) if probes else None
         r: dict[str, Any] = {"row": name, "test acc (%)": pm(g["test/fused_acc"])}
         if weakest:
             r[f"weakest probe ({weakest.split('/')[-1]}, %)"] = pm(g[weakest])
         r["s/epoch"] = round(g["seconds_per_epoch"].mean(), 2)
-        # the fair control: the same method and losses at uniform quantities (joint's for the peers)
-        fair = {"concat": "concat|+unimodal", "ogm_ge": "ogm_ge|+unimodal", "mie": "mie|uniform"}.get(
-            method, "joint|uniform"
-        )
-        controls = {"vs uniform control": f"{world}|{fair}", "vs DUS heuristic": f"{world}|joint|heuristic"}
+        controls = {
+            "vs uniform control": f"{world}|{fair_control(name)}",
+            "vs DUS heuristic": f"{world}|joint|heuristic",
+        }
         for label, ref in controls.items():
             if ref == f"{world}|{name}" or ref not in set(df["group"]):
                 r[label] = ""
@@ -155,9 +173,12 @@ def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--csv", default=str(RESULTS / "v1_downstream.csv"))
+    p.add_argument("--backend", default="local", choices=["local", "ray"], help="ray: each cell a Ray task")
+    p.add_argument("--address", help="Ray cluster address, e.g. auto (default: start Ray locally)")
     args = p.parse_args(argv)
     worlds = args.worlds.split(",")
-    out = run_grid(cells(worlds, args.rows.split(","), args.seeds), args.csv, workers=args.workers)
+    grid = cells(worlds, args.rows.split(","), args.seeds)
+    out = run_grid(grid, args.csv, workers=args.workers, backend=args.backend, address=args.address)
     df = out.read()
     tables = {}
     for world in worlds:
