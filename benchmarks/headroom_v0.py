@@ -7,7 +7,7 @@ validation accuracy with uniform sampling on the same seeds (paired). If none of
 than the noise, a learned policy has little to find. Every episode is appended to
 ``results/headroom.csv`` as it finishes; a re-run skips finished ones.
 
-    python -m benchmarks.headroom --seeds 6
+    python -m benchmarks.headroom_v0 --seeds 6
 """
 
 from __future__ import annotations
