@@ -64,18 +64,28 @@ def policy_metadata(env: DUSEnv, algo: str, env_id: str, extra: dict[str, Any] |
     }
 
 
-class _MetadataOnSave(BaseCallback):
-    """Adds the DUS metadata to the zip files SB3's callbacks write."""
+def _restore_evaluations(eval_cb: EvalCallback, path: Path) -> None:
+    """Give a resumed run's evaluation callback its history, so it neither forgets nor overwrites the best."""
+    if not path.is_file():
+        return
+    with np.load(path) as ev:
+        eval_cb.evaluations_timesteps = ev["timesteps"].tolist()
+        eval_cb.evaluations_results = ev["results"].tolist()
+        eval_cb.evaluations_length = ev["ep_lengths"].tolist()
+    if eval_cb.evaluations_results:
+        eval_cb.best_mean_reward = float(max(np.mean(r) for r in eval_cb.evaluations_results))
 
-    def __init__(self, metadata: dict[str, Any], path: Path | None = None, folder: Path | None = None) -> None:
+
+class _MetadataOnSave(BaseCallback):
+    """Adds the DUS metadata to the zip file SB3's evaluation callback writes for a new best policy."""
+
+    def __init__(self, metadata: dict[str, Any], path: Path) -> None:
         super().__init__()
-        self.metadata, self.path, self.folder = metadata, path, folder
+        self.metadata, self.path = metadata, path
 
     def _on_step(self) -> bool:
-        paths = [self.path] if self.path else sorted(self.folder.glob("*.zip")) if self.folder else []
-        for p in paths:
-            if p is not None and p.is_file():
-                add_metadata(p, {**self.metadata, "timesteps": int(self.num_timesteps)})
+        if self.path.is_file():
+            add_metadata(self.path, {**self.metadata, "timesteps": int(self.num_timesteps)})
         return True
 
 
@@ -233,6 +243,8 @@ def train_policy(
                 callback_on_new_best=_MetadataOnSave(metadata, path=out / "best" / "best_model.zip"),
                 verbose=0,
             )
+            if done:
+                _restore_evaluations(eval_cb, out / "eval" / "evaluations.npz")
             callbacks.append(eval_cb)
         remaining = max(0, timesteps - done)
         with warnings.catch_warnings():

@@ -182,3 +182,12 @@ def test_committed_v0_policies_still_load_and_run_on_v0():
     env.reset(seed=0)
     q = sampler(env.observation())
     assert set(q) == {"strong", "weak"}
+
+
+def test_a_resumed_run_keeps_its_evaluation_history_and_best_score(tmp_path, tiny_env):
+    kw = {"env_kwargs": tiny_env, "hyperparams": {"n_steps": 16, "batch_size": 16, "n_epochs": 1}}
+    kw |= {"eval_episodes": 1, "eval_freq": 16, "checkpoint_freq": 16}
+    first = train_policy("dus_env/DUS-v0", "ppo", 32, tmp_path, **kw)
+    resumed = train_policy("dus_env/DUS-v0", "ppo", 48, tmp_path, resume=True, **kw)
+    assert len(resumed.eval_returns) == len(first.eval_returns) + 1  # appended, not overwritten
+    assert resumed.eval_returns[: len(first.eval_returns)] == first.eval_returns
