@@ -35,7 +35,7 @@ from gymnasium.vector.utils import batch_space
 
 from dus_env.config import DUSEnvConfig, make_config
 from dus_env.env import DUSEnv
-from dus_env.rewards import REWARDS, RewardInput
+from dus_env.rewards import compute_reward
 from mml_backbones.batched_model import BatchedTrainer, OutOfScopeError, unsupported_reason
 from mml_backbones.observation import DiscrepancyObservation
 
@@ -194,21 +194,8 @@ class BatchedDUSEnv(VectorEnv):
         val, prev = self._val[i], before[i]
         ref = None if self._ref_val is None else self._ref_val[i]
         ref_prev = None if ref_before is None else ref_before[i]
-        x = RewardInput(
-            val["fused_acc"],
-            prev["fused_acc"],
-            obs.ratio,
-            bool(self.trainer is not None and self.trainer.done),
-            c.reward_scale,
-            c.balance_weight,
-            val_loss=val["fused_loss"],
-            previous_val_loss=prev["fused_loss"],
-            reference_val_acc=None if ref is None else ref["fused_acc"],
-            previous_reference_val_acc=None if ref_prev is None else ref_prev["fused_acc"],
-            reference_val_loss=None if ref is None else ref["fused_loss"],
-            previous_reference_val_loss=None if ref_prev is None else ref_prev["fused_loss"],
-        )
-        return float(REWARDS.get(c.reward)(x))
+        terminal = bool(self.trainer is not None and self.trainer.done)
+        return compute_reward(c.reward, val, prev, obs.ratio, terminal, c.reward_scale, c.balance_weight, ref, ref_prev)
 
     def _infos(self, q: np.ndarray | None, losses: list[dict[str, float]] | None) -> list[dict[str, Any]]:
         """Each member's info, with DUSEnv's keys."""

@@ -10,7 +10,7 @@ from gymnasium import spaces
 
 from dus_env.config import DUSEnvConfig, make_config
 from dus_env.reference import Metrics, ReferenceRun, validation_metrics
-from dus_env.rewards import REWARDS, RewardInput
+from dus_env.rewards import compute_reward
 from mml_backbones.data.dataset import DatasetSplits
 from mml_backbones.data.registry import load_dataset
 from mml_backbones.observation import DiscrepancyObservation, feature_bounds
@@ -163,22 +163,10 @@ class DUSEnv(gym.Env):
         ref = self.reference.step() if self.reference is not None else None
         terminated = self.trainer.done
         c = self.config
-        before, ref_before = self._val, self._ref_val
-        x = RewardInput(
-            val["fused_acc"],
-            before["fused_acc"],
-            self.trainer.observation().ratio,
-            terminated,
-            c.reward_scale,
-            c.balance_weight,
-            val_loss=val["fused_loss"],
-            previous_val_loss=before["fused_loss"],
-            reference_val_acc=None if ref is None else ref["fused_acc"],
-            previous_reference_val_acc=None if ref_before is None else ref_before["fused_acc"],
-            reference_val_loss=None if ref is None else ref["fused_loss"],
-            previous_reference_val_loss=None if ref_before is None else ref_before["fused_loss"],
+        ratio = self.trainer.observation().ratio
+        r = compute_reward(
+            c.reward, val, self._val, ratio, terminated, c.reward_scale, c.balance_weight, ref, self._ref_val
         )
-        r = REWARDS.get(c.reward)(x)
         self._val, self._ref_val = val, ref
         return self.trainer.observation_vector(), float(r), terminated, False, self._info(val, ref, q)
 

@@ -60,6 +60,38 @@ class RewardInput:
     previous_reference_val_loss: float | None = None
 
 
+Metrics = dict[str, float]
+
+
+def compute_reward(
+    name: str,
+    val: Metrics,
+    before: Metrics,
+    ratio: np.ndarray,
+    terminal: bool,
+    scale: float,
+    balance_weight: float,
+    ref: Metrics | None = None,
+    ref_before: Metrics | None = None,
+) -> float:
+    """Reward ``name`` of one step from the validation metrics after and before it (and the reference run's)."""
+    x = RewardInput(
+        val["fused_acc"],
+        before["fused_acc"],
+        ratio,
+        terminal,
+        scale,
+        balance_weight,
+        val_loss=val["fused_loss"],
+        previous_val_loss=before["fused_loss"],
+        reference_val_acc=None if ref is None else ref["fused_acc"],
+        previous_reference_val_acc=None if ref_before is None else ref_before["fused_acc"],
+        reference_val_loss=None if ref is None else ref["fused_loss"],
+        previous_reference_val_loss=None if ref_before is None else ref_before["fused_loss"],
+    )
+    return float(REWARDS.get(name)(x))
+
+
 RewardFunction = Callable[[RewardInput], float]
 #: reward name -> function; add one with ``REWARDS.register("name", fn)``
 REWARDS: Registry[RewardFunction] = Registry("reward")

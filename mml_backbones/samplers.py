@@ -65,7 +65,10 @@ class ConstantSampler:
 
 
 def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:
-    found: dict[str, Callable[..., Sampler] | EntryPoint] = {"uniform": UniformSampler.from_spec, "constant": ConstantSampler.from_spec}
+    found: dict[str, Callable[..., Sampler] | EntryPoint] = {
+        "uniform": UniformSampler.from_spec,
+        "constant": ConstantSampler.from_spec,
+    }
     for ep in entry_points(group="dus.samplers"):
         found.setdefault(ep.name, ep)
     return found
