@@ -41,7 +41,10 @@ WORLDS = {
 }
 HEURISTIC = "heuristic:gamma=2,budget=equal"
 #: learned policies (SB3 .zip with DUS metadata), by the world they were trained on; used zero-shot elsewhere
-POLICIES = {"DUS-v1 PPO": "benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip"}
+POLICIES = {
+    "DUS-v1 PPO": "benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip",
+    "DUS-HAPT-v1 PPO": "benchmarks/results/policies_v1/DUS-HAPT-v1_ppo/best/best_model.zip",
+}
 ROWS = ("joint", "learned", "concat", "ogm_ge", "mie", "peers")
 
 

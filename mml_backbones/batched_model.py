@@ -49,7 +49,7 @@ from mml_backbones.optim import OptimConfig, build_scheduler
 from mml_backbones.quantities import Quantities, validate_quantities
 from mml_backbones.statistics import StatisticsConfig
 from mml_backbones.trainer import Trainer
-from mml_backbones.trainer_config import TrainerConfig
+from mml_backbones.trainer_config import ScheduleProgress, TrainerConfig
 
 SUPPORTED_DATASETS = ("synthetic", "npz")
 SUPPORTED_FUSIONS = ("concat", "sum", "late")
@@ -261,7 +261,7 @@ class StackedStatistics:
 
 
 # ----------------------------------------------------------------------------------------------- the runs
-class BatchedTrainer:
+class BatchedTrainer(ScheduleProgress):
     """K ``Trainer`` runs of one configuration (seeds apart) trained in lockstep on stacked parameters.
 
     The step-wise API of the Trainer, one entry per run: ``decide`` takes (K, M) quantities,
@@ -327,16 +327,6 @@ class BatchedTrainer:
         self._loss_count = 0
 
     # ------------------------------------------------------------------------------------------- decisions
-    @property
-    def done(self) -> bool:
-        """True when the whole schedule has run."""
-        return self.iteration >= self.total_iterations
-
-    @property
-    def progress(self) -> float:
-        """Fraction of the schedule done."""
-        return min(1.0, self.iteration / self.total_iterations)
-
     def decide(self, quantities: np.ndarray | Sequence[Quantities]) -> np.ndarray:
         """Validate one quantity set per run and make them the next interval's; returns them as (K, M) ints."""
         if len(quantities) != self.num_runs:

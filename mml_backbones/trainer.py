@@ -43,7 +43,7 @@ from mml_backbones.optim import OptimConfig, build_optimizer, build_scheduler, p
 from mml_backbones.quantities import Quantities
 from mml_backbones.samplers import Sampler
 from mml_backbones.statistics import ModalityStatistics
-from mml_backbones.trainer_config import TrainerConfig
+from mml_backbones.trainer_config import ScheduleProgress, TrainerConfig
 
 __all__ = ["FitResult", "OptimConfig", "Trainer", "TrainerConfig"]
 
@@ -53,7 +53,7 @@ CHECKPOINT_FORMAT = 2
 EpochCallback = Callable[["Trainer"], None]
 
 
-class Trainer:
+class Trainer(ScheduleProgress):
     """Owns model, optimiser, data stream and the running statistics of one multimodal training run.
 
     Step-wise API: ``observation()``, ``run_decision(quantities)``, ``run_iterations(n, quantities)``,
@@ -137,16 +137,6 @@ class Trainer:
         return torch.get_rng_state() if self._rng_active else self._torch_rng.clone()
 
     # ------------------------------------------------------------------------------------------- statistics
-    @property
-    def done(self) -> bool:
-        """True when the whole schedule has run."""
-        return self.iteration >= self.total_iterations
-
-    @property
-    def progress(self) -> float:
-        """Fraction of the schedule done."""
-        return min(1.0, self.iteration / self.total_iterations)
-
     @property
     def statistics(self) -> ModalityStatistics:
         """The running DUS statistics (the controller's)."""

@@ -16,6 +16,23 @@ from mml_backbones.quantities import QuantityBounds
 from mml_backbones.statistics import StatisticsConfig
 
 
+class ScheduleProgress:
+    """``done`` and ``progress`` of a run that counts ``iteration`` up to ``total_iterations``."""
+
+    iteration: int
+    total_iterations: int
+
+    @property
+    def done(self) -> bool:
+        """True when the whole schedule has run."""
+        return self.iteration >= self.total_iterations
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the schedule done."""
+        return min(1.0, self.iteration / self.total_iterations)
+
+
 @dataclass(frozen=True)
 class TrainerConfig:
     """Everything that defines a training run (saved, resolved, as config.json in the run directory).
