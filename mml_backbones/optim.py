@@ -52,6 +52,16 @@ class OptimConfig:
             raise ConfigError(f"learning rate must be > 0, got {self.lr}")
 
 
+#: the optimiser of the Remix and sample-level valuation released code: Adam 5e-5, wd 1e-4, x0.1 every 30 epochs
+ADAM_5E5_STEP30: dict[str, Any] = {
+    "name": "adam",
+    "lr": 5e-5,
+    "weight_decay": 1e-4,
+    "schedule": "step",
+    "step_size": 30,
+    "gamma": 0.1,
+}
+
 OptimizerFactory = Callable[[Iterable[Any], OptimConfig], torch.optim.Optimizer]
 ScheduleFactory = Callable[[torch.optim.Optimizer, OptimConfig, int], "torch.optim.lr_scheduler.LRScheduler | None"]
 

@@ -15,6 +15,26 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+class _Forbidden:
+    """Stands in for a split that must never be read: any access fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the environment read the test split ({name})")
+
+    def __len__(self):
+        raise AssertionError("the environment read the test split")
+
+
+@pytest.fixture
+def forbid_test_split():
+    """A function that makes an environment's test split fail the test when anything reads it."""
+
+    def forbid(env) -> None:
+        env.splits.test = _Forbidden()
+
+    return forbid
+
+
 @pytest.fixture
 def tiny_config() -> TrainerConfig:
     """Two epochs of 16 iterations on a small synthetic preset."""

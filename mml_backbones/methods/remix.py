@@ -51,6 +51,7 @@ from mml_backbones.errors import ConfigError
 from mml_backbones.methods.base import IterationBatch, Method, StepResult, fused_loss, unimodal_loss
 from mml_backbones.methods.valuation import fuse_subset
 from mml_backbones.models.model import ModelOutput
+from mml_backbones.optim import ADAM_5E5_STEP30
 
 
 @dataclass(frozen=True)
@@ -103,14 +104,7 @@ class Remix(Method):
     )
     recommended_fusion = "concat"
     #: the released optimiser (train.py defaults): Adam, StepLR(30, 0.1), 60 epochs of batches of 64
-    paper_optim: ClassVar[dict[str, Any]] = {
-        "name": "adam",
-        "lr": 5e-5,
-        "weight_decay": 1e-4,
-        "schedule": "step",
-        "step_size": 30,
-        "gamma": 0.1,
-    }
+    paper_optim: ClassVar[dict[str, Any]] = ADAM_5E5_STEP30
 
     def losses(self, output: ModelOutput, batch: IterationBatch) -> dict[str, torch.Tensor]:
         """The warm-up's joint loss: fusion + ``warmup_unimodal_weight`` x each unimodal loss."""

@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from mml_backbones.errors import ConfigError
 from mml_backbones.methods.base import IterationBatch, Method, MethodContext, StepResult, fused_loss
 from mml_backbones.models.model import ModelOutput, MultimodalModel
+from mml_backbones.optim import ADAM_5E5_STEP30
 
 MAX_MODALITIES = 8
 
@@ -133,14 +134,7 @@ class Valuation(Method):
     )
     recommended_fusion = "concat"
     #: the released optimiser (code/sample_level.py): Adam, StepLR(30, 0.1), 60 epochs of batches of 64
-    paper_optim: ClassVar[dict[str, Any]] = {
-        "name": "adam",
-        "lr": 5e-5,
-        "weight_decay": 1e-4,
-        "schedule": "step",
-        "step_size": 30,
-        "gamma": 0.1,
-    }
+    paper_optim: ClassVar[dict[str, Any]] = ADAM_5E5_STEP30
 
     def __init__(self, config: ValuationConfig, model: MultimodalModel, context: MethodContext) -> None:
         super().__init__(config, model, context)

@@ -134,17 +134,9 @@ def test_info_carries_accuracies_quantities_and_statistics():
     assert set(info) >= {"val/fused_acc", "val/acc/strong", "val/acc/weak", "cumulative", "last", "train_seed"}
 
 
-def test_the_test_split_is_never_read():
+def test_the_test_split_is_never_read(forbid_test_split):
     env = tiny()
-
-    class Forbidden:
-        def __getattr__(self, name):
-            raise AssertionError(f"the environment read the test split ({name})")
-
-        def __len__(self):
-            raise AssertionError("the environment read the test split")
-
-    env.splits.test = Forbidden()
+    forbid_test_split(env)
     rollout(env, 0, np.zeros(2, np.float32))
 
 

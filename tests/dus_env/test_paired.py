@@ -100,17 +100,9 @@ def test_an_abandoned_episode_does_not_poison_the_cache():
     assert rewards == episode(tiny_v1(), 9, WEAK)[1]
 
 
-def test_the_reference_run_never_reads_the_test_split():
+def test_the_reference_run_never_reads_the_test_split(forbid_test_split):
     env = tiny_v1()
-
-    class Forbidden:
-        def __getattr__(self, name):
-            raise AssertionError(f"the environment read the test split ({name})")
-
-        def __len__(self):
-            raise AssertionError("the environment read the test split")
-
-    env.splits.test = Forbidden()
+    forbid_test_split(env)
     episode(env, 0, WEAK)
     assert env.reference.runs_trained == 1
 
