@@ -12,7 +12,10 @@ Defaults depend on the episode length L (steps per episode) of the environment:
                that the advantage is the Monte-Carlo return minus the baseline V(s), separate policy and value
                networks, no entropy bonus, no advantage normalisation, plain Adam, one gradient step per batch
                of episodes. tests/agents/test_reinforce.py checks the returns are the Monte-Carlo returns.
-    sac, td3   off-policy, learning_starts 2 L, buffer 20k, batch 64, gamma 0.99.
+    sac, td3   off-policy, learning_starts 2 L, buffer 20k, batch 64, gamma 0.99. SAC's entropy coefficient starts
+               at 0.01 (auto-tuned from there), not SB3's 1.0: a step's reward is about 0.1 points, so with 1.0
+               the entropy bonus outweighed it tenfold and the policy got worse as it trained (benchmarks/
+               RESULTS.md, section 0.5). With n_envs > 1 pass gradient_steps=-1 for one update per transition.
     dqn        needs a Discrete action space: the environment is built with action_type="discrete".
 """
 
@@ -98,13 +101,15 @@ def _sac(length: int, m: int) -> dict[str, Any]:
         "batch_size": 64,
         "learning_rate": 3e-4,
         "gamma": 0.99,
+        "ent_coef": "auto_0.01",
         "policy_kwargs": {"net_arch": [64, 64]},
     }
 
 
 def _td3(length: int, m: int) -> dict[str, Any]:
+    sac = {k: v for k, v in _sac(length, m).items() if k != "ent_coef"}  # TD3 has no entropy term
     return {
-        **_sac(length, m),
+        **sac,
         "action_noise": NormalActionNoise(np.zeros(m), 0.2 * np.ones(m)),
     }
 

@@ -9,13 +9,16 @@ checkpoints that carry the DUS metadata, so that any of them runs as a sampler. 
     policy.zip            the final policy          best/best_model.zip   best on the selection seeds
     checkpoints/*.zip     periodic checkpoints      logs/                 progress.csv, TensorBoard events
     eval/evaluations.npz  evaluation history        train_config.json     what was run
+    timing.json           wall time per segment (a resumed run adds one)
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
 import re
+import time
 import warnings
 from dataclasses import dataclass, field
 from functools import partial
@@ -25,6 +28,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import stable_baselines3
+import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
@@ -101,6 +105,23 @@ class _CheckpointWithMetadata(CheckpointCallback):
             if path.is_file():
                 add_metadata(path, {**self.metadata, "timesteps": int(self.num_timesteps)})
         return keep
+
+
+def record_segment(path: Path, start: int, end: int, seconds: float, n_envs: int, vec_env: str) -> None:
+    """Append one training segment's wall time (evaluations included) to the run's ``timing.json``."""
+    segments = json.loads(path.read_text()) if path.is_file() else []
+    segments.append(
+        {
+            "from_step": start,
+            "to_step": end,
+            "seconds": round(seconds, 1),
+            "n_envs": n_envs,
+            "vec_env": vec_env,
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        }
+    )
+    path.write_text(json.dumps(segments, indent=2))
 
 
 @dataclass
@@ -247,6 +268,7 @@ def train_policy(
                 _restore_evaluations(eval_cb, out / "eval" / "evaluations.npz")
             callbacks.append(eval_cb)
         remaining = max(0, timesteps - done)
+        start = time.perf_counter()
         with warnings.catch_warnings():
             # evaluation deliberately runs in one in-process environment beside SubprocVecEnv training
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
@@ -254,6 +276,8 @@ def train_policy(
                 remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=not done
             )
         final = save_policy(model, out / "policy.zip", {**metadata, "timesteps": int(model.num_timesteps)})
+        seconds = time.perf_counter() - start
+        record_segment(out / "timing.json", done, int(model.num_timesteps), seconds, n_envs, vec_env)
     finally:
         venv.close()
     best = out / "best" / "best_model.zip"

@@ -1,9 +1,10 @@
 """Learning curves of the v1 policies over agent seeds: the selection-seed return against environment steps.
 
 Reads each run's ``eval/evaluations.npz`` (written by ``dus train-policy``'s evaluation callback on the selection
-seeds) for the runs named ``<world>_<algo>`` and ``<world>_<algo>_seed<k>`` under ``results/policies_v1/``, prints
-the mean and the spread over agent seeds per evaluation, and draws ``results/rl_curves.png`` (mean, with a band
-from the lowest to the highest seed).
+seeds) for the runs named ``<world>_<algo>[-<variant>][_seed<k>]`` under ``results/policies_v1/`` (see
+``benchmarks.rl_scores`` for the variants), prints the mean and the spread over agent seeds per evaluation, and
+draws ``results/rl_curves.png``: one panel per world, the mean over agent seeds with a band from the lowest to the
+highest seed. A run resumed to more steps (variant ``long``) stands for its shorter original in the figure.
 
     python -m benchmarks.rl_curves
 """
@@ -21,6 +22,15 @@ import numpy as np
 import pandas as pd
 
 RESULTS = Path(__file__).parent / "results"
+RUN_NAME = re.compile(r"(?P<world>.+?-v\d+)_(?P<algo>[a-z0-9]+)(?:-(?P<variant>[a-z0-9]+))?(?:_seed(?P<seed>\d+))?")
+
+
+def parse_run(name: str) -> dict[str, str | int] | None:
+    """``DUS-v1_ppo-long_seed2`` -> world DUS-v1, algo ppo, variant long, seed 2 (None for other names)."""
+    m = RUN_NAME.fullmatch(name)
+    if m is None:
+        return None
+    return {"world": m["world"], "algo": m["algo"], "variant": m["variant"] or "", "seed": int(m["seed"] or 0)}
 
 
 def curves(root: Path = RESULTS / "policies_v1") -> pd.DataFrame:
@@ -28,30 +38,40 @@ def curves(root: Path = RESULTS / "policies_v1") -> pd.DataFrame:
     rows = []
     for run in sorted(root.iterdir()):
         ev = run / "eval" / "evaluations.npz"
-        m = re.fullmatch(r"(.+?)_([a-z0-9]+?)(?:_seed(\d+))?", run.name)
-        if not ev.is_file() or m is None:
+        parsed = parse_run(run.name)
+        if not ev.is_file() or parsed is None:
             continue
         with np.load(ev) as data:
             for t, r in zip(data["timesteps"], data["results"]):
-                rows.append({"world": m[1], "algo": m[2], "seed": int(m[3] or 0), "steps": int(t), "return": r.mean()})
+                rows.append({**parsed, "steps": int(t), "return": r.mean()})
     return pd.DataFrame(rows)
+
+
+def _label(algo: str, variant: str) -> str:
+    return algo + (f" ({variant} features)" if variant in ("discrepancy", "learning") else "")
 
 
 def main() -> pd.DataFrame:
     """Print the curves' table and draw the figure."""
     df = curves()
-    table = df.groupby(["world", "algo", "steps"])["return"].agg(["mean", "std", "min", "max", "count"]).round(2)
+    keys = ["world", "algo", "variant", "steps"]
+    table = df.groupby(keys)["return"].agg(["mean", "std", "min", "max", "count"]).round(2)
     print(table.to_markdown())
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (world, algo), part in df.groupby(["world", "algo"]):
-        g = part.groupby("steps")["return"]
-        steps = g.mean().index
-        ax.plot(steps, g.mean(), marker="o", label=f"{world} {algo} ({part['seed'].nunique()} seeds)")
-        ax.fill_between(steps, g.min(), g.max(), alpha=0.2)
-    ax.axhline(0, color="grey", lw=0.8)
-    ax.set(xlabel="environment steps", ylabel="return on selection seeds (pp over uniform)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    longs = {(w, a) for w, a, v in df[["world", "algo", "variant"]].itertuples(index=False) if v == "long"}
+    shown = df[~df.apply(lambda r: r["variant"] == "" and (r["world"], r["algo"]) in longs, axis=1)]
+    worlds = sorted(shown["world"].unique())
+    fig, axes = plt.subplots(1, len(worlds), figsize=(5 * len(worlds), 4), sharey=True, squeeze=False)
+    for ax, world in zip(axes[0], worlds):
+        for (algo, variant), part in shown[shown["world"] == world].groupby(["algo", "variant"]):
+            g = part.groupby("steps")["return"]
+            steps = g.mean().index
+            ax.plot(steps, g.mean(), marker="o", label=f"{_label(algo, variant)}, {part['seed'].nunique()} seeds")
+            ax.fill_between(steps, g.min(), g.max(), alpha=0.2)
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(title=world, xlabel="environment steps")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0][0].set(ylabel="return on selection seeds (pp over uniform)")
     fig.tight_layout()
     fig.savefig(RESULTS / "rl_curves.png", dpi=120)
     return df

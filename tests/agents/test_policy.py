@@ -1,3 +1,4 @@
+import json
 import zipfile
 
 import numpy as np
@@ -100,6 +101,17 @@ def test_every_algorithm_trains_saves_and_runs_as_a_sampler(algo, tmp_path, tiny
     assert set(q) == {"strong", "weak"} and all(8 <= n <= 128 for n in q.values())
 
 
+def test_sac_starts_with_an_entropy_coefficient_on_the_scale_of_the_rewards(tmp_path):
+    import torch
+
+    result = train_policy(
+        "dus_env/DUS-Tiny-v1", "sac", 8, tmp_path, hyperparams={"learning_starts": 100}, eval_episodes=0
+    )
+    model = load_policy(result.final)[0]
+    # SB3's default starts at 1.0, ten times a step's reward here (RESULTS.md 0.5); no update has run yet
+    assert torch.exp(model.log_ent_coef).item() == pytest.approx(0.01)
+
+
 def test_dqn_needs_a_discrete_action_space(tmp_path, tiny_env):
     with pytest.raises(ConfigError, match="Discrete"):
         train_policy("dus_env/DUS-v0", "dqn", 8, tmp_path, env_kwargs={**tiny_env, "action_type": "box"})
@@ -114,6 +126,9 @@ def test_training_resumes_from_its_latest_checkpoint(tmp_path, tiny_env):
     resumed = train_policy("dus_env/DUS-v0", "ppo", 64, tmp_path, checkpoint_freq=16, resume=True, **kw)
     assert resumed.timesteps == 64
     assert (tmp_path / "logs" / "segment_1").is_dir()
+    segments = json.loads((tmp_path / "timing.json").read_text())  # wall time of each segment, kept on resume
+    assert [(s["from_step"], s["to_step"]) for s in segments] == [(0, 32), (32, 64)]
+    assert all(s["seconds"] > 0 for s in segments)
 
 
 def test_the_kept_checkpoint_is_selected_on_the_selection_seeds(tmp_path, tiny_env, monkeypatch):
