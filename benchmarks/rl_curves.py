@@ -47,6 +47,26 @@ def curves(root: Path = RESULTS / "policies_v1") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def kept_run(world: str, algo: str, variant: str = "", root: Path = RESULTS / "policies_v1") -> Path | None:
+    """Of the agent seeds of (world, algo, variant), the run whose kept checkpoint did best on the selection seeds.
+
+    This is how one policy per algorithm is chosen for the downstream tables: on the selection seeds 30000+, never
+    on the evaluation or downstream seeds that then score it. None when no such run has been evaluated.
+    """
+    best: tuple[float, Path] | None = None
+    for run in sorted(root.iterdir()) if root.is_dir() else []:
+        parsed, ev = parse_run(run.name), run / "eval" / "evaluations.npz"
+        if parsed is None or (parsed["world"], parsed["algo"], parsed["variant"]) != (world, algo, variant):
+            continue
+        if not ev.is_file() or not (run / "best" / "best_model.zip").is_file():
+            continue
+        with np.load(ev) as data:
+            score = float(data["results"].mean(axis=1).max())
+        if best is None or score > best[0]:
+            best = (score, run)
+    return None if best is None else best[1]
+
+
 def _label(algo: str, variant: str) -> str:
     return algo + (f" ({variant} features)" if variant in ("discrepancy", "learning") else "")
 

@@ -8,7 +8,7 @@ budget (M * B samples per iteration, as uniform).
 
 Rows per world:
     joint      uniform (the control) | heuristic (equal budget, gamma 2) | best share (the gate's best constant)
-    learned    joint under each learned policy in POLICIES (zero-shot on the worlds it was not trained on)
+    learned    joint under each learned policy of LEARNED (zero-shot on the worlds it was not trained on)
     concat     alone (fusion loss only) | +unimodal (uniform, the DUS plug-in's fair control) | +DUS heuristic
     ogm_ge     the same three rows
     mie        uniform | heuristic
@@ -40,11 +40,33 @@ WORLDS = {
     "hapt": "dus_env/DUS-HAPT-v1",
 }
 HEURISTIC = "heuristic:gamma=2,budget=equal"
-#: learned policies (SB3 .zip with DUS metadata), by the world they were trained on; used zero-shot elsewhere
-POLICIES = {
-    "DUS-v1 PPO": "benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip",
-    "DUS-HAPT-v1 PPO": "benchmarks/results/policies_v1/DUS-HAPT-v1_ppo/best/best_model.zip",
-}
+#: learned policies as (world trained on, algorithm, variant) of benchmarks.rl_scores; each is used zero-shot on
+#: the other worlds. Of its agent seeds the one that did best on the selection seeds is used (rl_curves.kept_run).
+LEARNED = (
+    ("DUS-v1", "ppo", ""),
+    ("DUS-v1", "ppo", "long"),
+    ("DUS-v1", "reinforce", ""),
+    ("DUS-v1", "sac", ""),
+    ("DUS-Strong-v1", "ppo", ""),
+    ("DUS-Strong-v1", "reinforce", ""),
+    ("DUS-Strong-v1", "sac", ""),
+    ("DUS-HAPT-v1", "ppo", ""),
+)
+
+
+def policies() -> dict[str, str]:
+    """Row label -> policy file, for the policies of LEARNED that have been trained."""
+    from benchmarks.rl_curves import kept_run
+
+    out = {}
+    for world, algo, variant in LEARNED:
+        run = kept_run(world, algo, variant)
+        if run is not None:
+            label = f"{world} {algo.upper()}" + (f" ({variant})" if variant else "")
+            out[label] = f"benchmarks/results/policies_v1/{run.name}/best/best_model.zip"
+    return out
+
+
 ROWS = ("joint", "learned", "concat", "ogm_ge", "mie", "peers")
 
 
@@ -92,7 +114,7 @@ def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
             if share is not None:
                 variants.append(("joint|best share", "joint", share, False))
         if "learned" in rows and world != "three_modal":  # the policies are for two modalities
-            variants += [(f"joint|{name}", "joint", f"policy:{path}", False) for name, path in POLICIES.items()]
+            variants += [(f"joint|{name}", "joint", f"policy:{path}", False) for name, path in policies().items()]
         for method in ("concat", "ogm_ge"):
             if method in rows:
                 variants += [

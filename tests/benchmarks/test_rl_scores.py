@@ -1,5 +1,6 @@
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,3 +74,18 @@ def test_the_curves_read_every_run_with_its_variant(runs):
     df = curves(runs)
     assert set(df["variant"]) == {"", "discrepancy"}
     assert sorted(df.groupby(["variant", "seed"])["steps"].max()) == [16, 16, 16]
+
+
+def test_the_downstream_policy_is_the_agent_seed_best_on_the_selection_seeds(runs, tmp_path):
+    from benchmarks.rl_curves import kept_run
+
+    root = tmp_path / "policies"
+    shutil.copytree(runs, root)
+    ev = root / "DUS-Tiny-v1_ppo_seed1" / "eval" / "evaluations.npz"
+    with np.load(ev) as data:
+        fields = dict(data)
+    fields["results"] = fields["results"] + 5.0  # seed 1 now did better on the selection seeds
+    np.savez(ev, **fields)
+    assert kept_run("DUS-Tiny-v1", "ppo", root=root).name == "DUS-Tiny-v1_ppo_seed1"
+    assert kept_run("DUS-Tiny-v1", "ppo", "discrepancy", root=root).name == "DUS-Tiny-v1_ppo-discrepancy"
+    assert kept_run("DUS-Tiny-v1", "sac", root=root) is None
