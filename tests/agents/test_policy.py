@@ -101,15 +101,18 @@ def test_every_algorithm_trains_saves_and_runs_as_a_sampler(algo, tmp_path, tiny
     assert set(q) == {"strong", "weak"} and all(8 <= n <= 128 for n in q.values())
 
 
-def test_sac_starts_with_an_entropy_coefficient_on_the_scale_of_the_rewards(tmp_path):
+def test_sac_learns_from_whole_episode_returns_with_a_small_entropy_coefficient(tmp_path):
     import torch
+    from stable_baselines3.common.buffers import NStepReplayBuffer
 
     result = train_policy(
         "dus_env/DUS-Tiny-v1", "sac", 8, tmp_path, hyperparams={"learning_starts": 100}, eval_episodes=0
     )
     model = load_policy(result.final)[0]
-    # SB3's default starts at 1.0, ten times a step's reward here (RESULTS.md 0.5); no update has run yet
-    assert torch.exp(model.log_ent_coef).item() == pytest.approx(0.01)
+    # the critic's target is the return to the end of the four-step episode (RESULTS.md 0.5: 1-step targets
+    # ranked the actions backwards), and SB3's default coefficient of 1.0 was ten times a step's reward
+    assert isinstance(model.replay_buffer, NStepReplayBuffer) and model.n_steps == 4 and model.gamma == 1.0
+    assert torch.exp(model.log_ent_coef).item() == pytest.approx(0.01)  # no update has run yet
 
 
 def test_dqn_needs_a_discrete_action_space(tmp_path, tiny_env):
