@@ -121,9 +121,8 @@ def score_runs(root: Path = RUNS, seeds: tuple[int, int] = SEEDS) -> pd.DataFram
                 half = stats.t.ppf(0.975, len(ret) - 1) * ret.std(ddof=1) / np.sqrt(len(ret))
                 zero.update(low=ret.mean() - half, high=ret.mean() + half)
             row["vs_uniform_ci"] = _ci(zero)
-            for c in pol:
-                if c.startswith("mean_n/") and pol[c].notna().all():
-                    row[c] = round(pol[c].mean(), 1)
+            means = {c.split("/", 1)[1]: pol[c].mean() for c in pol if c.startswith("mean_n/") and pol[c].notna().all()}
+            row["mean n"] = " / ".join(f"{m} {n:.1f}" for m, n in means.items())
             rows.append(row)
     return pd.DataFrame(rows)
 
