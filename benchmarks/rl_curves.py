@@ -4,7 +4,7 @@ Reads each run's ``eval/evaluations.npz`` (written by ``dus train-policy``'s eva
 seeds) for the runs named ``<world>_<algo>[-<variant>][_seed<k>]`` under ``results/policies_v1/`` (see
 ``benchmarks.rl_scores`` for the variants), prints the mean and the spread over agent seeds per evaluation, and
 draws ``results/rl_curves.png``: one panel per world, the mean over agent seeds with a band from the lowest to the
-highest seed. A run resumed to more steps (variant ``long``) stands for its shorter original in the figure.
+highest seed.
 
     python -m benchmarks.rl_curves
 """
@@ -68,30 +68,48 @@ def kept_run(world: str, algo: str, variant: str = "", root: Path = RESULTS / "p
 
 
 def _label(algo: str, variant: str) -> str:
-    return algo + (f" ({variant} features)" if variant in ("discrepancy", "learning") else "")
+    if variant in ("discrepancy", "learning"):
+        return f"{algo}, {variant} features"
+    return f"{algo}, {variant}" if variant else algo
+
+
+def panels(df: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Figure panels: each world's algorithms at their defaults, then each world's variants beside its default."""
+    worlds = sorted(df["world"].unique(), key=lambda w: (w != "DUS-v1", w))  # the main world first
+    out = {world: df[(df["world"] == world) & (df["variant"] == "")] for world in worlds}
+    for world in worlds:
+        part = df[df["world"] == world]
+        variants = part[part["variant"] != ""]
+        for algo in variants["algo"].unique():
+            out[f"{world}: {algo} variants"] = part[part["algo"] == algo]
+    return out
 
 
 def main() -> pd.DataFrame:
     """Print the curves' table and draw the figure."""
     df = curves()
-    keys = ["world", "algo", "variant", "steps"]
-    table = df.groupby(keys)["return"].agg(["mean", "std", "min", "max", "count"]).round(2)
-    print(table.to_markdown())
-    longs = {(w, a) for w, a, v in df[["world", "algo", "variant"]].itertuples(index=False) if v == "long"}
-    shown = df[~df.apply(lambda r: r["variant"] == "" and (r["world"], r["algo"]) in longs, axis=1)]
-    worlds = sorted(shown["world"].unique())
-    fig, axes = plt.subplots(1, len(worlds), figsize=(5 * len(worlds), 4), sharey=True, squeeze=False)
-    for ax, world in zip(axes[0], worlds):
-        for (algo, variant), part in shown[shown["world"] == world].groupby(["algo", "variant"]):
-            g = part.groupby("steps")["return"]
+    g = df.groupby(["world", "algo", "variant", "steps"])["return"].agg(["mean", "min", "max"])
+    steps = g.index.get_level_values("steps")
+    g["cell"] = [f"{t}: {r['mean']:.2f} ({r['min']:.2f} to {r['max']:.2f})" for t, r in zip(steps, g.iloc)]
+    seeds = df.groupby(["world", "algo", "variant"])["seed"].nunique().rename("agent seeds")
+    curve = g.groupby(level=[0, 1, 2])["cell"].agg(", ".join).rename("steps: mean (lowest–highest seed)")
+    print(pd.concat([seeds, curve], axis=1).to_markdown())
+    shown = panels(df)
+    cols = min(3, len(shown))
+    rows = -(-len(shown) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), sharey=True, squeeze=False)
+    for ax, (title, part) in zip(axes.flat, shown.items()):
+        for (algo, variant), runs in part.groupby(["algo", "variant"]):
+            g = runs.groupby("steps")["return"]
             steps = g.mean().index
-            ax.plot(steps, g.mean(), marker="o", label=f"{_label(algo, variant)}, {part['seed'].nunique()} seeds")
+            ax.plot(steps, g.mean(), marker="o", label=f"{_label(algo, variant)} ({runs['seed'].nunique()} seeds)")
             ax.fill_between(steps, g.min(), g.max(), alpha=0.2)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set(title=world, xlabel="environment steps")
+        ax.set(title=title, xlabel="environment steps", ylabel="selection-seed return (pp over uniform)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    axes[0][0].set(ylabel="return on selection seeds (pp over uniform)")
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(RESULTS / "rl_curves.png", dpi=120)
     return df

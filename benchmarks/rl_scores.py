@@ -8,9 +8,10 @@ budget) and the world's best constant share from the headroom gate play the same
 (``results/policies_v1/references_<world>_10000_10.csv``). With the paired reward the return *is* the final
 validation accuracy over the uniform run of the same seed, so uniform needs no episodes of its own.
 
-Variants: ``long`` (the same run resumed to twice the steps), ``discrepancy`` (observation: cumulative, ratio,
-progress; the v0 set) and ``learning`` (speed, loss, allocation, progress: no discrepancy statistic); no variant
-is the v1 observation (all six features).
+Variants: ``discrepancy`` (observation: cumulative, ratio, progress; the v0 set) and ``learning`` (speed, loss,
+allocation, progress: no discrepancy statistic) ablate the observation; no variant is the v1 observation (all six
+features). ``1step`` (SAC with 1-step TD targets, gamma 0.99) and ``alpha1`` (SAC with SB3's defaults: also an
+entropy coefficient starting at 1.0) are the SAC settings tried before the current default.
 
     python -m benchmarks.rl_scores      # score what is not scored yet; write results/rl_scores.csv; print tables
 """

@@ -44,7 +44,6 @@ HEURISTIC = "heuristic:gamma=2,budget=equal"
 #: the other worlds. Of its agent seeds the one that did best on the selection seeds is used (rl_curves.kept_run).
 LEARNED = (
     ("DUS-v1", "ppo", ""),
-    ("DUS-v1", "ppo", "long"),
     ("DUS-v1", "reinforce", ""),
     ("DUS-v1", "sac", ""),
     ("DUS-Strong-v1", "ppo", ""),

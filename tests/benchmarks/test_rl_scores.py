@@ -16,7 +16,7 @@ SEEDS = (10000, 3)
         ("DUS-v1_ppo", ("DUS-v1", "ppo", "", 0)),
         ("DUS-Strong-v1_reinforce_seed2", ("DUS-Strong-v1", "reinforce", "", 2)),
         ("DUS-v1_ppo-discrepancy_seed1", ("DUS-v1", "ppo", "discrepancy", 1)),
-        ("DUS-HAPT-v1_sac-long", ("DUS-HAPT-v1", "sac", "long", 0)),
+        ("DUS-HAPT-v1_sac-1step", ("DUS-HAPT-v1", "sac", "1step", 0)),
     ],
 )
 def test_run_names_give_world_algorithm_variant_and_seed(name, expected):
