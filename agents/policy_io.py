@@ -8,6 +8,7 @@ entry, so the file still loads with ``PPO.load`` and friends; a ``.zip`` without
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -78,7 +79,11 @@ def load_policy(path: str | Path, device: str = "cpu") -> tuple[BaseAlgorithm, d
     meta = read_metadata(path)
     cls = algo_spec(meta["algo"]).sb3_class
     try:
-        model = cls.load(path, device=device)
+        with warnings.catch_warnings():
+            # SB3 re-creates an off-policy model's (empty) replay buffer on load and warns that its saved n_steps
+            # and buffer class overlap; a loaded policy only acts, so the buffer never matters here
+            warnings.filterwarnings("ignore", message=r"`n_steps=\d+` is ignored")
+            model = cls.load(path, device=device)
     except Exception as e:  # SB3 and torch raise many types for a damaged archive
         raise DataError(f"cannot load {meta['algo']} policy from {path}: {e}") from e
     return model, meta
