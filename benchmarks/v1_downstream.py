@@ -18,6 +18,9 @@ Rows per world:
 
     python -m benchmarks.v1_downstream --seeds 5 --workers 2
     python -m benchmarks.v1_downstream --worlds mild --rows joint,concat
+    python -m benchmarks.v1_downstream --worlds hapt --rows learned --policies "DUS-v1 SAC" --csv HAPT_CSV
+
+HAPT's rows are kept apart: HAPT_CSV is benchmarks/results/v1_downstream_hapt.csv.
 """
 
 from __future__ import annotations
@@ -96,8 +99,8 @@ def world_trainer(env_id: str) -> dict[str, Any]:
     return {"dataset": t["dataset"], "options": t["dataset_options"], "epochs": t["epochs"], **{k: t[k] for k in keep}}
 
 
-def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
-    """The grid's runs."""
+def cells(worlds: list[str], rows: list[str], seeds: int, learned: list[str] | None = None) -> list[Cell]:
+    """The grid's runs (``learned``: only the learned policies with these labels, e.g. "DUS-v1 SAC")."""
     from agents.seeds import downstream_seeds
 
     out = []
@@ -113,7 +116,8 @@ def cells(worlds: list[str], rows: list[str], seeds: int) -> list[Cell]:
             if share is not None:
                 variants.append(("joint|best share", "joint", share, False))
         if "learned" in rows and world != "three_modal":  # the policies are for two modalities
-            variants += [(f"joint|{name}", "joint", f"policy:{path}", False) for name, path in policies().items()]
+            chosen = {k: v for k, v in policies().items() if learned is None or k in learned}
+            variants += [(f"joint|{name}", "joint", f"policy:{path}", False) for name, path in chosen.items()]
         for method in ("concat", "ogm_ge"):
             if method in rows:
                 variants += [
@@ -194,6 +198,7 @@ def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worlds", default="mild,strong,three_modal")
     p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--policies", help='learned rows to run, by label (default all), e.g. "DUS-v1 SAC,DUS-v1 REINFORCE"')
     p.add_argument("--seeds", type=int, default=5)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--csv", default=str(RESULTS / "v1_downstream.csv"))
@@ -201,7 +206,8 @@ def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: start Ray locally)")
     args = p.parse_args(argv)
     worlds = args.worlds.split(",")
-    grid = cells(worlds, args.rows.split(","), args.seeds)
+    learned = args.policies.split(",") if args.policies else None
+    grid = cells(worlds, args.rows.split(","), args.seeds, learned)
     out = run_grid(grid, args.csv, workers=args.workers, backend=args.backend, address=args.address)
     df = out.read()
     tables = {}
