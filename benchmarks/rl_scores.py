@@ -104,24 +104,17 @@ def score_runs(root: Path = RUNS, seeds: tuple[int, int] = SEEDS) -> pd.DataFram
             if parsed is None or parsed["world"] != world:
                 continue
             pol = policy_scores(run, env, seeds)
-            both = pd.concat([pol, refs])
+            # the uniform reference run of each episode is the paired reward's own: same seeds, same start
+            uniform = pol.assign(sampler="uniform", final_val_acc=pol["final_reference_val_acc"])
+            both = pd.concat([pol, refs, uniform])
             best_sel, steps = _selection(run)
             row: dict[str, Any] = {"run": run.name, **parsed, "steps": steps, "wall_s": wall_seconds(run)}
             row["best_selection_return"] = round(best_sel, 2)
-            row["vs_uniform"] = pol["return"].mean() / 100
-            d = paired_difference(both, METRIC, "policy", "heuristic", by="sampler")
-            row.update({"vs_heuristic": d["mean"], "vs_heuristic_ci": _ci(d)})
-            if "best share" in set(refs["sampler"]):
-                d = paired_difference(both, METRIC, "policy", "best share", by="sampler")
-                row.update({"vs_best_share": d["mean"], "vs_best_share_ci": _ci(d)})
-            ret = pol["return"].to_numpy() / 100  # the paired difference to uniform, per seed
-            zero = {"mean": ret.mean(), "low": np.nan, "high": np.nan}
-            if len(ret) > 1:
-                from scipy import stats
-
-                half = stats.t.ppf(0.975, len(ret) - 1) * ret.std(ddof=1) / np.sqrt(len(ret))
-                zero.update(low=ret.mean() - half, high=ret.mean() + half)
-            row["vs_uniform_ci"] = _ci(zero)
+            for ref in ("uniform", "heuristic", "best share"):
+                if ref in set(both["sampler"]):
+                    d = paired_difference(both, METRIC, "policy", ref, by="sampler")
+                    key = "vs_" + ref.replace(" ", "_")
+                    row.update({key: d["mean"], key + "_ci": _ci(d)})
             means = {c.split("/", 1)[1]: pol[c].mean() for c in pol if c.startswith("mean_n/") and pol[c].notna().all()}
             row["mean n"] = " / ".join(f"{m} {n:.1f}" for m, n in means.items())
             rows.append(row)
