@@ -26,7 +26,7 @@ RUN_NAME = re.compile(r"(?P<world>.+?-v\d+)_(?P<algo>[a-z0-9]+)(?:-(?P<variant>[
 
 
 def parse_run(name: str) -> dict[str, str | int] | None:
-    """``DUS-v1_ppo-long_seed2`` -> world DUS-v1, algo ppo, variant long, seed 2 (None for other names)."""
+    """``DUS-v1_reinforce-learning_seed1`` -> world DUS-v1, algo reinforce, variant learning, seed 1 (else None)."""
     m = RUN_NAME.fullmatch(name)
     if m is None:
         return None
@@ -47,6 +47,12 @@ def curves(root: Path = RESULTS / "policies_v1") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def best_selection_return(run: Path) -> float:
+    """The best mean return on the selection seeds over a run's evaluations (what picked its kept checkpoint)."""
+    with np.load(run / "eval" / "evaluations.npz") as data:
+        return float(data["results"].mean(axis=1).max())
+
+
 def kept_run(world: str, algo: str, variant: str = "", root: Path = RESULTS / "policies_v1") -> Path | None:
     """Of the agent seeds of (world, algo, variant), the run whose kept checkpoint did best on the selection seeds.
 
@@ -60,8 +66,7 @@ def kept_run(world: str, algo: str, variant: str = "", root: Path = RESULTS / "p
             continue
         if not ev.is_file() or not (run / "best" / "best_model.zip").is_file():
             continue
-        with np.load(ev) as data:
-            score = float(data["results"].mean(axis=1).max())
+        score = best_selection_return(run)
         if best is None or score > best[0]:
             best = (score, run)
     return None if best is None else best[1]

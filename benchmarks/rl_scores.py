@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.report import paired_difference
-from benchmarks.rl_curves import RESULTS, parse_run
+from benchmarks.rl_curves import RESULTS, best_selection_return, parse_run
 from benchmarks.v1_downstream import best_share
 
 RUNS = RESULTS / "policies_v1"
@@ -83,10 +83,9 @@ def wall_seconds(run: Path) -> float:
     return float(sum(s["seconds"] for s in json.loads(path.read_text())))
 
 
-def _selection(run: Path) -> tuple[float, int]:
+def _steps(run: Path) -> int:
     with np.load(run / "eval" / "evaluations.npz") as ev:
-        means = ev["results"].mean(axis=1)
-        return float(means.max()), int(ev["timesteps"][-1])
+        return int(ev["timesteps"][-1])
 
 
 def _ci(d: dict[str, float]) -> str:
@@ -107,9 +106,8 @@ def score_runs(root: Path = RUNS, seeds: tuple[int, int] = SEEDS) -> pd.DataFram
             # the uniform reference run of each episode is the paired reward's own: same seeds, same start
             uniform = pol.assign(sampler="uniform", final_val_acc=pol["final_reference_val_acc"])
             both = pd.concat([pol, refs, uniform])
-            best_sel, steps = _selection(run)
-            row: dict[str, Any] = {"run": run.name, **parsed, "steps": steps, "wall_s": wall_seconds(run)}
-            row["best_selection_return"] = round(best_sel, 2)
+            row: dict[str, Any] = {"run": run.name, **parsed, "steps": _steps(run), "wall_s": wall_seconds(run)}
+            row["best_selection_return"] = round(best_selection_return(run), 2)
             for ref in ("uniform", "heuristic", "best share"):
                 if ref in set(both["sampler"]):
                     d = paired_difference(both, METRIC, "policy", ref, by="sampler")
