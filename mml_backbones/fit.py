@@ -26,7 +26,7 @@ from mml_backbones.run_dir import RunDir
 from mml_backbones.samplers import Sampler, UniformSampler
 
 if TYPE_CHECKING:
-    from mml_backbones.trainer import Trainer
+    from mml_backbones.core import TrainingCore as Trainer
 
 
 @dataclass

@@ -62,15 +62,17 @@ ADAM_5E5_STEP30: dict[str, Any] = {
     "gamma": 0.1,
 }
 
-OptimizerFactory = Callable[[Iterable[Any], OptimConfig], torch.optim.Optimizer]
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
 ScheduleFactory = Callable[[torch.optim.Optimizer, OptimConfig, int], "torch.optim.lr_scheduler.LRScheduler | None"]
 
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 SCHEDULES: Registry[ScheduleFactory] = Registry("lr schedule")
 
-OPTIMIZERS.register("sgd", lambda p, o: torch.optim.SGD(p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay))
-OPTIMIZERS.register("adam", lambda p, o: torch.optim.Adam(p, lr=o.lr, weight_decay=o.weight_decay))
-OPTIMIZERS.register("adamw", lambda p, o: torch.optim.AdamW(p, lr=o.lr, weight_decay=o.weight_decay))
+OPTIMIZERS.register(
+    "sgd", lambda p, o, **kw: torch.optim.SGD(p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **kw)
+)
+OPTIMIZERS.register("adam", lambda p, o, **kw: torch.optim.Adam(p, lr=o.lr, weight_decay=o.weight_decay, **kw))
+OPTIMIZERS.register("adamw", lambda p, o, **kw: torch.optim.AdamW(p, lr=o.lr, weight_decay=o.weight_decay, **kw))
 SCHEDULES.register("none", lambda opt, o, epochs: None)
 SCHEDULES.register("step", lambda opt, o, epochs: torch.optim.lr_scheduler.StepLR(opt, o.step_size, o.gamma))
 SCHEDULES.register("cosine", lambda opt, o, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs))
@@ -101,9 +103,19 @@ def scale_learning_rates(optimizer: torch.optim.Optimizer, quantities: Mapping[s
         g["lr"] = scheduled * quantities[g["modality"]] / batch_size
 
 
-def build_optimizer(params: Iterable[Any], config: OptimConfig) -> torch.optim.Optimizer:
-    """The optimiser ``config`` names, over ``params`` (tensors or parameter-group dicts)."""
-    return OPTIMIZERS.get(config.name)(params, config)
+def build_optimizer(params: Iterable[Any], config: OptimConfig, fused: bool = False) -> torch.optim.Optimizer:
+    """The optimiser ``config`` names, over ``params`` (tensors or parameter-group dicts).
+
+    ``fused``: torch's fused kernel where the optimiser has one (one pass over parameters, gradients and state;
+    results equal to the default implementation up to rounding), for the stacked tensors of many runs.
+    """
+    factory = OPTIMIZERS.get(config.name)
+    if fused:
+        try:
+            return factory(params, config, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # an optimiser without a fused kernel
+            params = list(params)
+    return factory(params, config)
 
 
 def build_scheduler(

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mml_backbones.errors import ConfigError
+from mml_backbones.models.layers import Linear
 from mml_backbones.registry import Registry
 
 ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
@@ -49,9 +50,9 @@ class MLPEncoder(Encoder):
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(self.input_shape)
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
             width = h
-        layers += [nn.Linear(width, feature_dim), nn.ReLU()]
+        layers += [Linear(width, feature_dim), nn.ReLU()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -85,7 +86,7 @@ class Conv1dEncoder(Encoder):
             ]
             c_in = c
         self.body = nn.Sequential(*layers)
-        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, feature_dim), nn.ReLU())
+        self.proj = nn.Sequential(nn.Dropout(dropout), Linear(c_in, feature_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -145,7 +146,7 @@ class ResNet2dEncoder(Encoder):
                 stages.append(_BasicBlock(c_in, c_out, 2 if (j == 0 and i > 0) else 1))
                 c_in = c_out
         self.stages = nn.Sequential(*stages)
-        self.proj = nn.Sequential(nn.Linear(c_in, feature_dim), nn.ReLU())
+        self.proj = nn.Sequential(Linear(c_in, feature_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

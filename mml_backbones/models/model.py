@@ -13,6 +13,7 @@ from mml_backbones.data.dataset import MultimodalDataset
 from mml_backbones.errors import ConfigError
 from mml_backbones.models.encoders import build_encoder, default_encoder_name
 from mml_backbones.models.fusion import Fusion, build_fusion
+from mml_backbones.models.layers import Linear
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,9 @@ class MultimodalModel(nn.Module):
         self.modalities = tuple(encoders)
         self.num_classes = num_classes
         self.encoders = nn.ModuleDict(encoders)
-        self.heads = nn.ModuleDict({m: nn.Linear(e.feature_dim, num_classes) for m, e in encoders.items()})
+        self.heads = nn.ModuleDict({m: Linear(e.feature_dim, num_classes) for m, e in encoders.items()})
         self.fusion = fusion
-        self.fusion_head = None if fusion.consumes_logits else nn.Linear(fusion.output_dim, num_classes)
+        self.fusion_head = None if fusion.consumes_logits else Linear(fusion.output_dim, num_classes)
 
     def encode(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Features of each modality present in ``inputs``."""

@@ -20,6 +20,7 @@ from torch import nn
 from mml_backbones.data.text import DEFAULT_MAX_VOCAB, PAD_ID, hf_model_dir, import_transformers
 from mml_backbones.errors import ConfigError, DataError
 from mml_backbones.models.encoders import ENCODERS, Encoder
+from mml_backbones.models.layers import Linear
 
 Pooling = Literal["mean", "cls"]
 
@@ -90,7 +91,7 @@ class TransformerTextEncoder(Encoder):
         )
         self.transformer = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
-        self.proj = nn.Sequential(nn.Linear(d_model, feature_dim), nn.ReLU())
+        self.proj = nn.Sequential(Linear(d_model, feature_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_ids(self, x, self.vocab_size)
@@ -148,7 +149,7 @@ class HFTextEncoder(Encoder):
         if self.freeze:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
-        self.proj = nn.Sequential(nn.Linear(int(cfg.hidden_size), feature_dim), nn.ReLU())
+        self.proj = nn.Sequential(Linear(int(cfg.hidden_size), feature_dim), nn.ReLU())
 
     def train(self, mode: bool = True) -> HFTextEncoder:
         """Switch train/eval mode; a frozen backbone stays in eval mode (no dropout)."""
