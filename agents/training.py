@@ -180,8 +180,7 @@ def train_policy(
         checkpoint_freq: environment steps between checkpoints (default: 4 times per run).
         progress_bar: show SB3's progress bar.
         vec_env: "auto" (SubprocVecEnv when n_envs > 1), "dummy", "subproc" or "batched" (agents.vec: the n_envs
-            runs trained in lockstep in one process on stacked parameters; outside its scope, "auto" with a
-            warning).
+            runs trained in lockstep in one process on the training core's run axis; every environment id).
         resume: continue from the latest checkpoint in ``out_dir``.
         verbose: SB3 verbosity.
     """
@@ -198,9 +197,10 @@ def train_policy(
     params = {**spec.defaults(length, m), **(hyperparams or {})}
     if vec_env not in ("auto", "dummy", "subproc", "batched"):
         raise ConfigError(f"vec_env must be auto, dummy, subproc or batched, got {vec_env!r}")
-    venv = batched_vec_env(env_id, env_kwargs, n_envs, seed) if vec_env == "batched" else None
-    if venv is None:  # per-process environments (also batched's fallback outside its scope)
-        subproc = vec_env == "subproc" or (vec_env in ("auto", "batched") and n_envs > 1)
+    if vec_env == "batched":
+        venv = batched_vec_env(env_id, env_kwargs, n_envs, seed)
+    else:  # one environment per process (or in this one)
+        subproc = vec_env == "subproc" or (vec_env == "auto" and n_envs > 1)
         cls = SubprocVecEnv if subproc else DummyVecEnv
         venv = make_vec_env(partial(make_env, env_id, env_kwargs), n_envs=n_envs, seed=seed, vec_env_cls=cls)
     (out / "train_config.json").write_text(

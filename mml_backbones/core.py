@@ -79,6 +79,8 @@ class TrainingCore(ScheduleProgress):
         config: one TrainerConfig (K = 1) or one per run.
         splits: the runs' data: one DatasetSplits for every run, one per run, or None to load each run's
             dataset from its config (runs with the same dataset settings share one load).
+        vectorise: take the vectorised step where it applies (K > 1); False runs every run's own step, each
+            bit for bit as the run alone.
 
     With K = 1 the run's own objects are attributes of the core (``model``, ``method``, ``controller``,
     ``stream``, ``optimizer``, ...); with K > 1 they are ``runs[k].model`` and so on.
@@ -88,6 +90,7 @@ class TrainingCore(ScheduleProgress):
         self,
         config: TrainerConfig | Sequence[TrainerConfig] | None = None,
         splits: DatasetSplits | Sequence[DatasetSplits] | None = None,
+        vectorise: bool = True,
     ) -> None:
         configs = [config or TrainerConfig()] if config is None or isinstance(config, TrainerConfig) else list(config)
         if not configs:
@@ -111,7 +114,7 @@ class TrainingCore(ScheduleProgress):
         self.iterations_per_epoch = self.runs[0].iterations_per_epoch
         self.total_iterations = self.runs[0].total_iterations
         self.max_quantity = first.max_quantity
-        self._vectorizable = len(self.runs) > 1 and _can_vectorize(self.runs)
+        self._vectorizable = vectorise and len(self.runs) > 1 and _can_vectorize(self.runs)
         self.stack = RunStack([r.model for r in self.runs], transpose_linear=self._vectorizable)
         self.shared_optimizer = (
             self._vectorizable and not first.optim.scale_lr_by_quantity and all(c.optim == first.optim for c in configs)

@@ -144,7 +144,7 @@ def test_make_overrides_including_nested_configs():
     env = gym.make("dus_env/DUS-v0", **TINY, model={"feature_dim": 16}, reward="balance").unwrapped
     assert env.config.trainer.model.feature_dim == 16 and env.config.reward == "balance"
     env.reset(seed=0)
-    assert env.trainer.model.heads["weak"].in_features == 16
+    assert env.run.model.heads["weak"].in_features == 16
     with pytest.raises(ValueError, match="unknown reward"):
         tiny(reward="loss")
 
