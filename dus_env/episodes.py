@@ -31,6 +31,7 @@ from dus_env.config import DUSEnvConfig
 from dus_env.rewards import compute_reward
 from mml_backbones.config import to_dict
 from mml_backbones.data.dataset import DatasetSplits
+from mml_backbones.methods import Predictions
 from mml_backbones.quantities import Quantities
 from mml_backbones.trainer import Trainer
 
@@ -40,6 +41,15 @@ Metrics = dict[str, float]
 def validation_metrics(trainer: Trainer, max_samples: int | None, run: int = 0) -> Metrics:
     """Run ``run``'s fused and per-head validation accuracies and fused validation cross-entropy (``fused_loss``)."""
     pred, _ = trainer.predict("val", max_samples=max_samples, run=run)
+    return _metrics(trainer, pred, run)
+
+
+def validation_metrics_each(trainer: Trainer, max_samples: int | None) -> list[Metrics]:
+    """``validation_metrics`` of every run of the core (one vectorised pass where the core vectorises)."""
+    return [_metrics(trainer, pred, k) for k, pred in enumerate(trainer.predict_each("val", max_samples))]
+
+
+def _metrics(trainer: Trainer, pred: Predictions, run: int) -> Metrics:
     out = trainer.metrics_of(pred, accuracy_only=True, run=run)
     p = trainer.runs[run].method.fused_scores(pred)[np.arange(len(pred.labels)), pred.labels]
     out["fused_loss"] = float(-np.mean(np.log(np.clip(p, 1e-12, None))))
@@ -165,8 +175,8 @@ class Episodes:
         """The members' validation metrics, and their references' (trained now or read from the cache)."""
         t = self.trainer
         assert t is not None
-        max_samples = self.config.trainer.val_max_samples
-        self._val = [validation_metrics(t, max_samples, k) for k in range(self.num_members)]
+        metrics = validation_metrics_each(t, self.config.trainer.val_max_samples)
+        self._val = metrics[: self.num_members]
         if not self.config.reference:
             self._ref_val = None
             return
@@ -174,7 +184,7 @@ class Episodes:
         for k, run in enumerate(self._ref_run):
             curve = self._ref_curves[k]
             if run is not None:
-                curve.append(validation_metrics(t, max_samples, run))
+                curve.append(metrics[run])
             ref_val.append(dict(curve[self._step]))
         self._ref_val = ref_val
 

@@ -20,8 +20,8 @@ own seed, data (of one shape), data order, quantities, statistics, optimiser hyp
 - vectorised: the methods that opt in (``Method.vectorizable``: their step is their losses, with no gradient
   surgery) run the forward pass and the losses of every run at once under ``torch.func.vmap``; per-run quantities
   become padded rows with per-run masks. Used when K > 1, the runs share the method options and the model draws
-  no dropout mask (a run's randomness comes from its own generator) and has no BatchNorm whose batch statistics
-  padding rows would touch.
+  no dropout mask (a run's randomness comes from its own generator) and has no BatchNorm (whose batch statistics
+  would count the padding rows): MLP encoders, any fusion, joint and concat with or without the DUS losses.
 - per run: each run's method takes its own ``train_step`` on its own module (OGM-GE's modulation, MIE's SAM and
   projections, MMPareto's gradient combination, ... unchanged), with the run's torch RNG state swapped in: exactly
   the computation of the run alone. One run (K = 1) always takes this path, so a single run is bit for bit what
@@ -65,6 +65,8 @@ from mml_backbones.statistics import ModalityStatistics
 from mml_backbones.trainer_config import ScheduleProgress, TrainerConfig
 
 CHECKPOINT_FORMAT = 3
+#: rows x runs of one vectorised evaluation chunk: activations that stay in cache
+EVAL_CHUNK_ROWS = 4096
 
 EpochCallback = Callable[["TrainingCore"], None]
 
@@ -286,7 +288,7 @@ class TrainingCore(ScheduleProgress):
         for r in runs:
             if not r.model.training:  # predict() and methods restore the mode they found; train() walks the tree
                 r.model.train()
-        if self._vectorizable and _vectorise_now(runs[0].model, quantities):
+        if self._vectorizable:
             results = self._vectorised_step(quantities)
         else:
             results = self._per_run_step([r.batch(q, self.epoch, self.iteration) for r, q in zip(runs, quantities)])
@@ -408,6 +410,38 @@ class TrainingCore(ScheduleProgress):
         features = {m: torch.cat(v).numpy() for m, v in feats.items()} if with_features else {}
         return pred, features
 
+    @torch.no_grad()
+    def predict_each(self, split: str = "val", max_samples: int | None = None) -> list[Predictions]:
+        """Every run's predictions on a split; vectorised (one batched pass) when the runs read the same rows."""
+        rows = [r.rows(split, max_samples) for r in self.runs]
+        data = self.runs[0].splits[split]
+        same = all(r.splits[split] is data and np.array_equal(x, rows[0]) for r, x in zip(self.runs, rows))
+        if not (self._vectorizable and same):
+            return [self.predict(split, max_samples, run=k)[0] for k in range(self.num_runs)]
+        modes = [r.model.training for r in self.runs]
+        for r in self.runs:
+            r.model.eval()
+        chunk = max(1, min(self.config.eval_batch_size, EVAL_CHUNK_ROWS // self.num_runs))
+        fused, uni = [], {m: [] for m in self.modalities}
+        try:
+            for start in range(0, len(rows[0]), chunk):
+                idx = torch.from_numpy(rows[0][start : start + chunk])
+                inputs = {m: x.to(self.device) for m, x in data.batch(idx, self.modalities).items()}
+                f, u = self.stack.vmap(_logits, inputs, in_dims=(None,))
+                fused.append(f.float().cpu())
+                for m in self.modalities:
+                    uni[m].append(u[m].float().cpu())
+        finally:
+            for r, mode in zip(self.runs, modes):
+                r.model.train(mode)
+        labels = data.labels[torch.from_numpy(rows[0])].numpy()
+        meta = {key: np.asarray(v)[rows[0]] for key, v in data.meta.items()}
+        fused_all = torch.cat(fused, 1).numpy()
+        uni_all = {m: torch.cat(v, 1).numpy() for m, v in uni.items()}
+        return [
+            Predictions(labels, fused_all[k], {m: v[k] for m, v in uni_all.items()}, meta) for k in range(self.num_runs)
+        ]
+
     def metrics_of(self, pred: Predictions, accuracy_only: bool = False, run: int = 0) -> dict[str, float]:
         """Fused accuracy, macro-F1, mAP and each modality's head accuracy (accuracies only if asked)."""
         r = self.runs[run]
@@ -505,6 +539,11 @@ class TrainingCore(ScheduleProgress):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def _logits(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    out = model(inputs)
+    return out.fused_logits, out.unimodal_logits
+
+
 def _check_shared(configs: Sequence[TrainerConfig]) -> None:
     """The runs of one batch may differ only in PER_RUN_FIELDS (the rest defines the shared model and schedule)."""
     first = to_dict(configs[0])
@@ -547,14 +586,12 @@ def _can_vectorize(runs: Sequence[Run]) -> bool:
         for r in runs[1:]
     ):
         return False
-    return not any(isinstance(m, nn.Dropout) and m.p > 0 for m in first.model.modules())
-
-
-def _vectorise_now(model: nn.Module, quantities: Sequence[Mapping[str, int]]) -> bool:
-    """BatchNorm's batch statistics would count padding rows: vectorise those models only when nothing is padded."""
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-        return True
-    return all(q == quantities[0] for q in quantities[1:])
+    # BatchNorm: its batch statistics would count the padding rows of unequal quantities, and a model that is
+    # vectorised only now and then would train its runs on transposed views between (not bit for bit alone)
+    return not any(
+        (isinstance(m, nn.Dropout) and m.p > 0) or isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for m in first.model.modules()
+    )
 
 
 class _Packed:

@@ -31,6 +31,11 @@ def vectorised() -> Iterator[None]:
         _VECTORISED.reset(token)
 
 
+def is_vectorised() -> bool:
+    """Whether a vectorised step is running (layers must not read tensor values: they are batched)."""
+    return _VECTORISED.get()
+
+
 @torch.library.custom_op("dus::linear", mutates_args=())
 def batched_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """``F.linear``; exists for its vmap rule (see the module docstring)."""

@@ -20,7 +20,7 @@ from torch import nn
 from mml_backbones.data.text import DEFAULT_MAX_VOCAB, PAD_ID, hf_model_dir, import_transformers
 from mml_backbones.errors import ConfigError, DataError
 from mml_backbones.models.encoders import ENCODERS, Encoder
-from mml_backbones.models.layers import Linear
+from mml_backbones.models.layers import Linear, is_vectorised
 
 Pooling = Literal["mean", "cls"]
 
@@ -29,7 +29,8 @@ def _check_ids(encoder: Encoder, x: torch.Tensor, vocab_size: int) -> None:
     encoder.check_input(x)
     if x.is_floating_point() or x.dtype == torch.bool:
         raise ValueError(f"{type(encoder).__name__} expects integer token ids, got {x.dtype}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
+    # the range needs the values, which a vectorised step cannot read (an id out of range then fails in the lookup)
+    if x.numel() and not is_vectorised() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
         raise ValueError(
             f"{type(encoder).__name__}: token ids span [{int(x.min())}, {int(x.max())}] but the vocabulary has "
             f"{vocab_size} ids; tokenise with the encoder's own tokenizer or raise its vocab_size"

@@ -36,7 +36,7 @@ def test_policy_round_trip_is_deterministic_and_matches_the_model(trained_ppo, t
     o = env.observation()
     q1, q2 = sampler(o), sampler(o)
     assert q1 == q2
-    action, _ = model.predict(env.run.controller.observation().vector(env.config.trainer.observation_features), deterministic=True)
+    action, _ = model.predict(env.observation().vector(env.config.trainer.observation_features), deterministic=True)
     assert q1 == env.action_to_quantities(action)  # the sampler reproduces the environment's own mapping
     assert meta["modalities"] == ["strong", "weak"]
 
