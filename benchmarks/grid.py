@@ -178,7 +178,7 @@ class TaskPool:
     ) -> None:
         if backend not in ("local", "ray"):
             raise ValueError(f"unknown backend {backend!r}; valid: local, ray")
-        self.fn, self.backend = fn, backend
+        self.fn, self.backend, self._workers = fn, backend, max(1, workers)
         self._pending: dict[Any, Any] = {}  # handle -> tag
         self._queue: list[tuple[Any, Any]] = []  # in-process items not run yet
         self._pool: ProcessPoolExecutor | None = None
@@ -188,6 +188,13 @@ class TaskPool:
             self._task = self._ray.remote(num_cpus=1)(fn)
         elif workers > 1:
             self._pool = ProcessPoolExecutor(workers)
+
+    @property
+    def capacity(self) -> int:
+        """How many items run at once: the local workers, or the CPUs of the Ray cluster."""
+        if self._ray is not None:
+            return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+        return self._workers
 
     def __len__(self) -> int:
         """Items submitted and not yet returned by ``next()``."""

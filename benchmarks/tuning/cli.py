@@ -40,7 +40,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--trials", type=int, default=30, help="trials per row, the paper default included (default 30)")
     p.add_argument("--out", help="output folder (default: tuning/<world>)")
-    p.add_argument("--workers", type=int, default=1, help="trials at once (local processes or Ray tasks)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="trials (and retrained runs) at once: local processes (default 1) or Ray tasks "
+        "(default: the cluster's CPUs)",
+    )
     p.add_argument("--batch", type=int, help="trials a row asks at once (default ceil(workers / rows); kept on resume)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--backend", default="local", choices=["local", "ray"], help="ray: each trial a Ray task")
@@ -132,12 +137,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rows,
             space,
             args.trials,
-            args.workers,
-            args.batch,
-            args.seed,
-            args.backend,
-            args.address,
-            progress,
+            workers=args.workers,
+            batch=args.batch,
+            seed=args.seed,
+            backend=args.backend,
+            address=args.address,
+            progress=progress,
         )
     results: dict[str, Any] = {"studies": studies}
     if args.retrain:
@@ -146,7 +151,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             df = pd.read_csv(csv) if csv.is_file() else pd.DataFrame({"key": [], "group": []})
             results["retrain"] = current(df, retrain_cells(studies, args.retrain))
         else:
-            results["retrain"] = retrain(out, studies, args.retrain, args.workers, args.backend, args.address, progress)
+            results["retrain"] = retrain(
+                out, studies, args.retrain, args.workers or 1, args.backend, args.address, progress
+            )
     text = write_report(out, world.name, studies, results.get("retrain"), args.reference)
     print(text)
     return results

@@ -78,7 +78,7 @@ class Row:
             if k.choices:
                 out[k.param] = k.choices[0]
             elif k.scope == self.method:
-                out[k.param] = getattr(config, k.name)
+                out[k.param] = getattr(config, k.name, None)  # None: no such field (check_knobs says so)
             else:
                 out[k.param] = SAMPLER_BASE.get(self.sampler, {}).get(k.name)
         return out

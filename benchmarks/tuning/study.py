@@ -266,7 +266,7 @@ def tune(
     rows: list[Row],
     space: SharedSpace,
     trials: int,
-    workers: int = 1,
+    workers: int | None = None,
     batch: int | None = None,
     seed: int = 0,
     backend: str = "local",
@@ -276,29 +276,32 @@ def tune(
 ) -> list[RowStudy]:
     """Run every row's budget of ``trials`` (resuming what ``out`` holds) and return the studies.
 
-    ``batch`` (trials a row asks at once) defaults to ceil(workers / rows); a study keeps the batch it was made with.
+    ``workers`` (trials at once) defaults to 1 locally and to the cluster's CPUs with Ray; ``batch`` (trials a row
+    asks at once) to ceil(workers / rows). A study keeps the batch it was made with.
     """
     if trials < 1:
         raise ConfigError(f"--trials must be >= 1 (trial 0 is the paper default), got {trials}")
-    if workers < 1:
+    if workers is not None and workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     out = Path(out)
-    batch = batch or max(1, math.ceil(workers / len(rows)))
-    with folder_lock(out):
+    with folder_lock(out), TaskPool(runner, workers or 1, backend, address) as pool:
+        workers = workers or pool.capacity
+        batch = batch or max(1, math.ceil(workers / len(rows)))
         studies = open_studies(out, world, rows, space, trials, seed, batch)
         bar = tqdm(total=sum(s.remaining for s in studies), disable=not progress, desc="trials")
-        with TaskPool(runner, workers, backend, address) as pool:
-            while True:
-                for i, s in enumerate(studies):
-                    if len(pool) >= workers:
-                        break
-                    if not s.live:
-                        for number, cell in s.ask_generation():
-                            pool.submit((i, number), cell)
-                if not len(pool):
+        first = 0
+        while True:
+            for i in [*range(first, len(studies)), *range(first)]:  # rows take turns at a free worker
+                if len(pool) >= workers:
                     break
-                (i, number), outcome = pool.next()
-                studies[i].tell(number, outcome)
-                bar.update()
+                if not studies[i].live:
+                    for number, cell in studies[i].ask_generation():
+                        pool.submit((i, number), cell)
+            first = (first + 1) % len(studies)
+            if not len(pool):
+                break
+            (i, number), outcome = pool.next()
+            studies[i].tell(number, outcome)
+            bar.update()
         bar.close()
     return studies
