@@ -68,7 +68,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--retrain", type=int, default=0, metavar="N", help="retrain best and paper configs on N seeds")
     g.add_argument("--reference", default="joint", help="the row every row is paired with (default joint)")
     g.add_argument("--report", action="store_true", help="only write the report of what OUT holds; run nothing")
-    g.add_argument("--dry-run", action="store_true", help="check the rows and the space, print the space, run nothing")
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the rows and the space on the data, print the space, train nothing",
+    )
     g.add_argument("--no-progress", action="store_true")
 
 
@@ -122,7 +126,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"--retrain pairs every row with {args.reference!r}: add it to --rows")
     check_knobs(rows, space)
     if args.dry_run:
-        print(space_table(rows, space).to_markdown(index=False))
+        table = space_table(rows, space)  # before the data loads: a space without the paper point fails fast
+        preflight(world, rows, space)
+        print(table.to_markdown(index=False))
         return {}
     out = Path(args.out or Path("tuning") / world.slug)
     progress = not args.no_progress

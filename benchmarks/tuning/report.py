@@ -18,7 +18,7 @@ import pandas as pd
 from benchmarks.report import paired_difference, pm
 from benchmarks.tuning.retrain import TUNED, UNTUNED, best_trial, group
 from benchmarks.tuning.rows import policy_name
-from benchmarks.tuning.study import RowStudy
+from benchmarks.tuning.study import RowStudy, interrupted
 
 METRIC = "test/fused_acc"
 
@@ -49,7 +49,7 @@ def trials_frame(studies: list[RowStudy]) -> pd.DataFrame:
             r = {"row": s.row.spec, "number": t.number, "state": t.state.name, "value": t.value}
             r.update({k: t.user_attrs.get(k) for k in ("slot", "seed", "seconds", "best_epoch", "paper_default")})
             r.update(t.params)
-            r["interrupted"] = bool(t.user_attrs.get("interrupted", False))
+            r["interrupted"] = interrupted(t)
             r["error"] = t.user_attrs.get("error", "")
             rows.append(r)
     return pd.DataFrame(rows)
@@ -62,11 +62,7 @@ def search_table(studies: list[RowStudy]) -> pd.DataFrame:
     out = []
     for s in studies:
         done = _complete(s.study)
-        failed = [
-            t
-            for t in s.study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-            if not t.user_attrs.get("interrupted")
-        ]
+        failed = [t for t in s.study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if not interrupted(t)]
         best = best_trial(s.study)
         paper = next((t for t in done if t.user_attrs.get("slot") == 0), None)
         seconds = [t.user_attrs["seconds"] for t in done if "seconds" in t.user_attrs]

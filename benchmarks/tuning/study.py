@@ -14,8 +14,9 @@ Choices, and why:
 - **Validation only.** A trial's value is the validation score (``selection_metric``) of the epoch ``fit`` keeps;
   ``fit(validation_only=True)`` never reads the test split.
 - **Resumable.** Studies live in a SQLite file (``OUT/studies.db``). A trial found RUNNING when a run starts was
-  cut off by a kill: it is marked FAIL (``interrupted``) and rerun on its slot with its parameters. A trial whose
-  training raised is FAIL with the error and uses up its slot. One run at a time per folder (a lock file).
+  cut off by a kill: it is marked FAIL (without an ``error``: interrupted) and rerun on its slot with its parameters.
+  A trial whose training raised is FAIL with its ``error`` and uses up its slot. One run at a time per folder (a
+  lock file).
 - **Wall time.** Each trial records ``seconds`` (build and fit, in the worker) so rows compare at equal compute too.
 """
 
@@ -139,14 +140,12 @@ class RowStudy:
             self.study.enqueue_trial(row.paper_params(space), user_attrs={"slot": 0, "paper_default": True})
 
     def _recover(self) -> None:
-        """Mark the trials a killed run left RUNNING as failed, and queue each again on its slot."""
+        """Fail the trials a killed run left RUNNING, and queue each again on its slot with its parameters."""
         from optuna.trial import TrialState
 
-        storage = self.study._storage
         names = set(self.row.paper_params(self.space))
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            storage.set_trial_user_attr(t._trial_id, "interrupted", True)
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            self.study.tell(t.number, state=TrialState.FAIL)  # no "error": interrupted, its slot is not used up
             if "slot" in t.user_attrs and set(t.params) == names:
                 keep = {k: v for k, v in t.user_attrs.items() if k in ("slot", "paper_default")}
                 self.study.enqueue_trial(t.params, user_attrs={**keep, "rerun_of": t.number})
@@ -158,7 +157,7 @@ class RowStudy:
         taken, waiting = set(), []
         for t in self.study.get_trials(deepcopy=False):
             slot = t.user_attrs.get("slot")
-            if slot is None or (t.state == TrialState.FAIL and t.user_attrs.get("interrupted")):
+            if slot is None or interrupted(t):
                 continue
             if t.state == TrialState.WAITING:
                 waiting.append(slot)
@@ -173,7 +172,7 @@ class RowStudy:
         done = {
             t.user_attrs.get("slot")
             for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL))
-            if not t.user_attrs.get("interrupted")
+            if not interrupted(t)
         }
         return sum(1 for s in range(self.trials) if s not in done)
 
@@ -224,6 +223,13 @@ class RowStudy:
             self.study.tell(trial, state=TrialState.FAIL)
             return
         self.study.tell(trial, value)
+
+
+def interrupted(trial: Any) -> bool:
+    """A trial cut off by a kill: failed without an error of its own (its slot runs again)."""
+    from optuna.trial import TrialState
+
+    return trial.state == TrialState.FAIL and "error" not in trial.user_attrs
 
 
 @contextlib.contextmanager
