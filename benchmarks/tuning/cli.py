@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from benchmarks.tuning.rows import policy_name
 from benchmarks.tuning.space import SharedSpace, parse_range, space_with
 from mml_backbones.errors import ConfigError, DUSError
 
@@ -96,10 +97,10 @@ def space_table(rows: list[Any], space: SharedSpace) -> pd.DataFrame:
         for name, desc in shared.items():
             out.append({"row": row.label, "parameter": name, "range": desc, "paper default": paper[name], "why": ""})
         for k in row.knobs:
-            out.append(
-                {"row": row.label, "parameter": k.param, "range": k.describe(), "paper default": paper[k.param]}
-                | {"why": k.why}
-            )
+            shown, default = k.describe(), paper[k.param]
+            if k.param == "policy.path":  # the run folders, not the whole paths
+                shown, default = "{" + ", ".join(map(policy_name, k.choices)) + "}", policy_name(default)
+            out.append({"row": row.label, "parameter": k.param, "range": shown, "paper default": default, "why": k.why})
     return pd.DataFrame(out)
 
 

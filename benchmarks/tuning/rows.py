@@ -47,7 +47,8 @@ class Row:
         if self.sampler != "policy" or not self.sampler_arg:
             return self.spec
         names = [policy_name(p) for p in self.sampler_arg.split("|")]
-        return f"{self.method}+policy:{'|'.join(names)}"
+        # no "|" in a label: it would split a Markdown table's cell
+        return f"{self.method}+policy:" + (names[0] if len(names) == 1 else "{" + ", ".join(names) + "}")
 
     @property
     def dus_losses(self) -> bool:

@@ -212,7 +212,7 @@ def test_every_default_row_has_its_paper_point_inside_the_space():
 def test_a_policy_choice_becomes_a_knob():
     space = SharedSpace()
     row = parse_row("joint+policy:a/run1/best/best_model.zip|b/run2/best/best_model.zip", space)
-    assert row.label == "joint+policy:run1|run2"
+    assert row.label == "joint+policy:{run1, run2}"
     assert row.paper_params(space)["policy.path"] == "a/run1/best/best_model.zip"
     assert row.sampler_spec({"policy.path": "b/run2/best/best_model.zip"}) == "policy:b/run2/best/best_model.zip"
 
