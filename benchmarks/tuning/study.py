@@ -234,10 +234,13 @@ def interrupted(trial: Any) -> bool:
 
 @contextlib.contextmanager
 def folder_lock(out: Path) -> Iterator[None]:
-    """Hold ``out/.tune.lock`` for the run: a second ``dus tune`` on the same folder is refused."""
-    import fcntl
-
+    """Hold ``out/.tune.lock`` for the run: a second ``dus tune`` on the same folder is refused (POSIX only)."""
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks here: one run per folder is then the user's care
+        yield
+        return
     with open(out / ".tune.lock", "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

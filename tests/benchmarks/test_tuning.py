@@ -224,3 +224,11 @@ def test_ray_and_local_trials_give_the_same_study(tmp_path, ray_session):
     tune(tmp_path / "ray", world, rows, space, trials=3, batch=2, backend="ray", workers=2, progress=False)
     local, ray = (by_slot(studies_of(tmp_path / b, ("joint+heuristic",))["joint+heuristic"]) for b in ("local", "ray"))
     assert sorted(local) == [0, 1, 2] and local == ray  # same parameters and the same validation scores, exactly
+
+
+def test_a_second_search_on_the_same_folder_is_refused(tmp_path):
+    from benchmarks.tuning.study import folder_lock
+
+    with folder_lock(tmp_path), pytest.raises(ConfigError, match="another dus tune is running"):
+        world, rows, space = setup(("joint",))
+        tune(tmp_path, world, rows, space, trials=1, runner=fake_trial, progress=False)
