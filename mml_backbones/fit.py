@@ -1,7 +1,8 @@
 """The run layer over the step-wise Trainer: a whole schedule, validation selection, the run directory, resume.
 
 ``fit(trainer, sampler)`` (also ``Trainer.fit``) calls the sampler at every decision point, evaluates on
-validation after every epoch, keeps the best epoch's weights, scores the test split once at the end, and,
+validation after every epoch, keeps the best epoch's weights, scores the test split once at the end (unless
+``validation_only``: a tuning trial never reads it), and,
 given a run directory, writes config.json, metrics.csv, decisions.csv, checkpoints and final.json as it goes
 (see ``run_dir.py``); ``resume=True`` continues from the last checkpoint exactly.
 """
@@ -36,7 +37,8 @@ class FitResult:
     Attributes:
         best_epoch: epoch (1-based) whose weights were kept, chosen on validation.
         val: validation metrics of the kept weights (with probes).
-        test: test metrics of the kept weights (with probes); the only time the test split is read.
+        test: test metrics of the kept weights (with probes); the only time the test split is read (empty for a
+            ``validation_only`` fit).
         history: per-epoch rows as written to metrics.csv.
         seconds: wall time of training (evaluation included).
         run_dir: the run directory, if any.
@@ -138,6 +140,7 @@ def fit(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    validation_only: bool = False,
 ) -> FitResult:
     """Train the whole schedule with ``sampler`` deciding the quantities, select on validation, report test.
 
@@ -147,6 +150,8 @@ def fit(
         run_dir: where config, metrics, checkpoints and the final report go (None: nothing written).
         resume: continue from ``run_dir``'s last checkpoint when there is one.
         progress: show a tqdm progress bar.
+        validation_only: score only the validation split at the end, without probes; the test split and the
+            extra splits are never read (``dus tune``'s trials: a search must not see the test split).
     """
     t = trainer
     sampler = sampler if sampler is not None else UniformSampler()
@@ -179,17 +184,18 @@ def fit(
         t.model.load_state_dict(sel.best["model"])
     val_pred, _ = t.predict("val")
     selected = t.method.select_on_validation(val_pred)
-    final = t.evaluate(["val", "test", *t.splits.extra], probe=True)
+    splits = ["val"] if validation_only else ["val", "test", *t.splits.extra]
+    final = t.evaluate(splits, probe=not validation_only)
     seconds = time.perf_counter() - sel.start
     result = FitResult(
         best_epoch=sel.best["epoch"],
         val=final["val"],
-        test=final["test"],
+        test=final.get("test", {}),
         history=sel.history,
         seconds=seconds,
         run_dir=out.path if out is not None else None,
         selected=selected,
-        extra={k: final[k] for k in t.splits.extra},
+        extra={k: final[k] for k in t.splits.extra if k in final},
     )
     if out is not None:
         report = {

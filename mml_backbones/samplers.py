@@ -74,6 +74,11 @@ def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:
     return found
 
 
+def sampler_kinds() -> list[str]:
+    """The sampler kinds ``make_sampler`` resolves (built-in and from the ``dus.samplers`` group), sorted."""
+    return sorted(_plugins())
+
+
 def make_sampler(spec: str | Sampler, **context: Any) -> Sampler:
     """Resolve ``"kind"`` or ``"kind:argument"`` (e.g. ``"policy:ppo.zip"``) to a sampler.
 

@@ -386,7 +386,6 @@ class Trainer(ScheduleProgress):
         self._loss_count = int(state["loss_count"])
 
     # -------------------------------------------------------------------------------------------------- fit
-    # -------------------------------------------------------------------------------------------------- fit
     def run_config(self, sampler: Sampler | None = None) -> dict[str, Any]:
         """The resolved configuration written to config.json (see ``fit.run_config``)."""
         return run_config(self, sampler)
@@ -397,6 +396,7 @@ class Trainer(ScheduleProgress):
         run_dir: str | Path | None = None,
         resume: bool = False,
         progress: bool = True,
+        validation_only: bool = False,
     ) -> FitResult:
         """Train the whole schedule with ``sampler``, select on validation, report test (see ``fit.fit``)."""
-        return fit(self, sampler, run_dir=run_dir, resume=resume, progress=progress)
+        return fit(self, sampler, run_dir=run_dir, resume=resume, progress=progress, validation_only=validation_only)
