@@ -79,10 +79,10 @@ class _Selection:
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None}
         self.decisions_written = 0
 
-    def resume(self) -> None:
-        """Continue from the run directory's last checkpoint."""
+    def resume(self, trust_file: bool = False) -> None:
+        """Continue from the run directory's last checkpoint (``trust_file``: unpickle it, see ``RunDir.load``)."""
         assert self.out is not None
-        ckpt = self.out.load(self.out.last_checkpoint)
+        ckpt = self.out.load(self.out.last_checkpoint, trust_file=trust_file)
         self.trainer.load_state_dict(ckpt["trainer"])
         self.best, self.history = ckpt["best"], ckpt["history"]
         self.start -= ckpt["seconds"]
@@ -138,6 +138,7 @@ def fit(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    trust_file: bool = False,
 ) -> FitResult:
     """Train the whole schedule with ``sampler`` deciding the quantities, select on validation, report test.
 
@@ -147,6 +148,8 @@ def fit(
         run_dir: where config, metrics, checkpoints and the final report go (None: nothing written).
         resume: continue from ``run_dir``'s last checkpoint when there is one.
         progress: show a tqdm progress bar.
+        trust_file: with ``resume``, unpickle the checkpoint instead of reading it as data (logged; only for a
+            checkpoint one wrote oneself, e.g. of an older version that only unpickling reads).
     """
     t = trainer
     sampler = sampler if sampler is not None else UniformSampler()
@@ -154,7 +157,7 @@ def fit(
     sel = _Selection(t, out, time.perf_counter())
     if out is not None:
         if resume and out.last_checkpoint.is_file():
-            sel.resume()
+            sel.resume(trust_file)
         else:
             out.metrics.clear()
             out.decisions.clear()
