@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.algorithms import ALGOS, algo_spec
 from agents.policy_rebuild import rebuild_algorithm
 from dus_env.actions import ActionMapper
-from mml_backbones.errors import DataError, DataFileNotFoundError, DUSError
+from mml_backbones.errors import DataError, DataFileNotFoundError, DUSError, one_line
 from mml_backbones.observation import check_features
 from mml_backbones.safe_files import note_unpickling, read_json, read_zip
 
@@ -107,9 +107,11 @@ def check_metadata(path: Path, entries: Mapping[str, bytes]) -> dict[str, Any]:
         check_features(features)
         if not isinstance(meta["action"], dict):
             raise DataError("'action' must be a JSON object")
-        ActionMapper.from_metadata(meta["action"], len(modalities))
-    except (DUSError, TypeError, KeyError, ValueError) as e:  # a malformed action mapping fails in several ways
-        raise DataError(f"{path}: policy metadata is malformed: {type(e).__name__}: {e}") from None
+        mapper = ActionMapper.from_metadata(meta["action"], len(modalities))
+        # map the neutral action once: a field of the wrong type fails here, not in the middle of a run
+        mapper.action_to_quantities(0 if mapper.action_type == "discrete" else [0] * len(modalities), 64)
+    except (DUSError, TypeError, KeyError, ValueError, AttributeError) as e:  # malformed mappings fail many ways
+        raise DataError(f"{path}: policy metadata is malformed: {type(e).__name__}: {one_line(e)}") from None
     return meta
 
 
@@ -156,7 +158,7 @@ def load_algorithm(
             try:
                 model = spec.sb3_class.load(path, env=env, device=device)
             except Exception as e:  # SB3 and torch raise many types for a damaged archive
-                why = f"{type(e).__name__}: {_first_line(e)}"
+                why = f"{type(e).__name__}: {one_line(e)}"
                 raise DataError(f"cannot load {meta['algo']} policy from {path}: {why}") from e
             return model, meta
         if settings is None:
@@ -164,10 +166,5 @@ def load_algorithm(
         try:
             model = rebuild_algorithm(str(path), spec, meta, entries, settings, env=env, device=device)
         except DataError as e:
-            raise DataError(f"cannot load {meta['algo']} policy: {e}") from None
+            raise DataError(f"cannot load {meta['algo']} policy: {one_line(e, 600)}") from None
     return model, meta
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else ""

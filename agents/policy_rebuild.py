@@ -49,7 +49,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from agents.algorithms import AlgoSpec
 from dus_env.actions import ActionMapper
 from dus_env.env import observation_space
-from mml_backbones.errors import DataError
+from mml_backbones.errors import DataError, one_line
 from mml_backbones.safe_files import load_torch, read_json
 
 SERIALIZED = ":serialized:"
@@ -109,16 +109,11 @@ def rebuild_algorithm(
         model.__dict__.update(values)
         model._setup_model()
     except Exception as e:  # plain values of the wrong type make SB3's set-up fail in many ways
-        raise DataError(f"cannot rebuild {spec.name} from {where}: {type(e).__name__}: {_line(e)}") from None
+        raise DataError(f"cannot rebuild {spec.name} from {where}: {type(e).__name__}: {one_line(e)}") from None
     _load_weights(where, model, entries, device)
     if model.use_sde:
         model.policy.reset_noise()
     return model
-
-
-def _line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else ""
 
 
 def _plain_values(where: str, cls: type[BaseAlgorithm], data: dict[str, Any]) -> dict[str, Any]:
@@ -189,7 +184,8 @@ def _rebuilt(
         mine = {k: _readable(v) for k, v in policy_kwargs.items()}
         if theirs != mine:
             raise DataError(
-                f"{where}: trained with policy_kwargs {theirs}, {spec.name}'s are {mine}: its networks cannot be "
+                f"{where}: trained with policy_kwargs {one_line(theirs, 200)}, {spec.name}'s are {mine}: its networks "
+                "cannot be "
                 "rebuilt from agents.algorithms (trust_file=True / --trust-file unpickles a file you trust)"
             )
         if isinstance(record.get("use_sde"), bool):  # off-policy algorithms record their gSDE switch here
@@ -209,9 +205,10 @@ def _check_space(where: str, key: str, space: spaces.Space, record: dict[str, An
             if a is not None and b is not None and (a.shape != b.shape or not np.array_equal(a, b)):
                 differ.append(k)
     if differ:
-        shown = {k: record[k] for k in differ}
+        shown = {k: one_line(record[k], 80) for k in differ}
         raise DataError(
-            f"{where}: its metadata describes {key} {space}, but the policy was trained on one with {shown}"
+            f"{where}: its metadata describes {key} {one_line(space, 120)}, but the policy was trained on one "
+            f"with {shown}"
         )
 
 
@@ -288,4 +285,4 @@ def _load_optimizer(what: str, optimizer: torch.optim.Optimizer, state: Mapping[
     try:
         optimizer.load_state_dict(state)
     except (ValueError, KeyError, TypeError, RuntimeError) as e:
-        raise DataError(f"{what} does not fit the rebuilt optimiser: {_line(e)}") from None
+        raise DataError(f"{what} does not fit the rebuilt optimiser: {one_line(e)}") from None

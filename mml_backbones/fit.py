@@ -80,9 +80,9 @@ class _Selection:
         self.decisions_written = 0
 
     def resume(self, trust_file: bool = False) -> None:
-        """Continue from the run directory's last checkpoint (``trust_file``: unpickle it, see ``RunDir.load``)."""
+        """Continue from the run directory's last checkpoint (``trust_file``: see ``RunDir.load_checkpoint``)."""
         assert self.out is not None
-        ckpt = self.out.load(self.out.last_checkpoint, trust_file=trust_file)
+        ckpt = self.out.load_checkpoint(self.out.last_checkpoint, trust_file=trust_file)
         self.trainer.load_state_dict(ckpt["trainer"])
         self.best, self.history = ckpt["best"], ckpt["history"]
         self.start -= ckpt["seconds"]
@@ -118,7 +118,7 @@ class _Selection:
             model = copy.deepcopy(t.model.state_dict())
             self.best = {"score": score, "epoch": t.epoch, "model": model}
             if out is not None:
-                out.save({"model": model, "epoch": t.epoch, "selected": selected}, out.best_checkpoint)
+                out.save_checkpoint({"model": model, "epoch": t.epoch, "selected": selected}, out.best_checkpoint)
         self.history.append(row)
         if out is not None:
             out.metrics.append(row)
@@ -129,7 +129,7 @@ class _Selection:
                 "seconds": time.perf_counter() - self.start,
                 "decisions_written": self.decisions_written,
             }
-            out.save(state, out.last_checkpoint)
+            out.save_checkpoint(state, out.last_checkpoint)
 
 
 def fit(

@@ -139,12 +139,12 @@ class RunDir:
         """Write final.json."""
         write_json(self.path / "final.json", final)
 
-    def save(self, state: Mapping[str, Any], path: Path) -> None:
+    def save_checkpoint(self, state: Mapping[str, Any], path: Path) -> None:
         """Save a checkpoint atomically, as plain data (numpy arrays become tensors: ``safe_files.to_plain``)."""
         save_torch(dict(state), path)
 
-    def load(self, path: Path, trust_file: bool = False) -> dict[str, Any]:
-        """Load a checkpoint written by ``save`` (or by the previous format) as data; DataError when it cannot be.
+    def load_checkpoint(self, path: Path, trust_file: bool = False) -> dict[str, Any]:
+        """Load a checkpoint of ``save_checkpoint`` (or of the previous format) as data; DataError when it cannot be.
 
         ``trust_file`` unpickles it instead (logged): only for a checkpoint one wrote oneself.
         """

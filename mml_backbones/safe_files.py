@@ -1,7 +1,7 @@
 """The one place that reads torch files and zip archives: files are data, never code.
 
-What this package loads, and how (``tests/test_safe_loading.py`` fails on a ``torch.load``, pickle or SB3 load
-anywhere else):
+What this package loads, and how (``tests/mml_backbones/test_safe_files.py`` fails on a ``torch.load``, pickle or
+SB3 load anywhere else):
 
 - torch files (a run's ``checkpoints/*.pt``, CREMA-D ``.pt`` spectrograms, the ``.pth`` entries of a policy
   ``.zip``) are read with ``torch.load(weights_only=True)``: tensors, numbers, strings, lists, tuples and dicts
@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 MAX_JSON_BYTES = 16 * 2**20
 #: largest total of an archive's entries read into memory (uncompressed)
 MAX_ARCHIVE_BYTES = 2 * 2**30
+#: a zip's end record (22 bytes) and its comment (at most 65535 bytes) lie in this many last bytes
+_END_RECORD_SEARCH = 22 + 65535
 #: how to continue when a file is refused (appended to refusals of checkpoints)
 TRUST_HINT = (
     "--trust-file (trust_file=True) unpickles it, only for a file you wrote yourself: that runs any code inside"
@@ -48,10 +50,15 @@ TRUST_HINT = (
 
 
 def _numpy_reconstructors() -> list[Any]:
-    """numpy's array, dtype and scalar re-constructors under the names numpy 2 and numpy 1 pickle them with."""
+    """numpy's array, dtype and scalar re-constructors under the names numpy 2 and numpy 1 pickle them with.
+
+    Dtypes are the numeric and boolean ones only (a dtype is rebuilt through its class in numpy 2).
+    """
     from numpy._core import multiarray  # numpy >= 2 (the project pins numpy 2)
 
-    out: list[Any] = [np.ndarray, np.dtype]
+    codes = "?" + np.typecodes["AllInteger"] + np.typecodes["AllFloat"]
+    numeric = sorted({type(np.dtype(c)) for c in codes}, key=lambda t: t.__name__)
+    out: list[Any] = [np.ndarray, np.dtype, *numeric]
     for name in ("_reconstruct", "scalar"):
         fn = getattr(multiarray, name)
         out += [(fn, f"numpy._core.multiarray.{name}"), (fn, f"numpy.core.multiarray.{name}")]
@@ -144,14 +151,14 @@ def to_plain(obj: Any) -> Any:
     version metadata) is saved as it is. Anything a weights-only load would refuse is a TypeError here, when
     the checkpoint is written, not when a resume reads it.
     """
+    if isinstance(obj, np.generic):  # before the Python types: np.float64 is a float subclass, pickled as numpy
+        return obj.item()
     if isinstance(obj, torch.Tensor | str | bool | int | float | type(None)):
         return obj
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind not in "biufc":
             raise TypeError(f"cannot checkpoint a numpy array of dtype {obj.dtype}")
         return torch.from_numpy(np.array(obj))  # a copy: the checkpoint must not share memory with the run
-    if isinstance(obj, np.generic):
-        return obj.item()
     if isinstance(obj, Mapping):
         items = {k: to_plain(v) for k, v in obj.items()}
         same = all(items[k] is v for k, v in obj.items()) and isinstance(obj, dict)
@@ -183,6 +190,7 @@ def read_zip(
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{what} not found: {path}")
+    _check_end_record(path, what)
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
@@ -198,9 +206,25 @@ def read_zip(
     except DataError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
-        raise DataError(f"{path} is not a readable {what}: truncated or corrupt ({e})") from None
+        raise DataError(f"{path} is not a valid {what} (truncated or corrupt: {e})") from None
     except Exception as e:  # zlib and lzma raise their own types for damaged streams
-        raise DataError(f"{path} is not a readable {what}: truncated or corrupt ({type(e).__name__})") from None
+        raise DataError(f"{path} is not a valid {what} (truncated or corrupt: {type(e).__name__})") from None
+
+
+def _check_end_record(path: Path, what: str) -> None:
+    """A zip archive ends with its end-of-central-directory record (and comment).
+
+    ``zipfile`` accepts bytes after the last end record it finds, so an archive cut short after an append (as
+    ``agents.policy_io.add_metadata`` makes) opens as the older archive it once was; this says it is truncated.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        f.seek(max(0, size - _END_RECORD_SEARCH))
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    comment = int.from_bytes(tail[at + 20 : at + 22], "little") if at >= 0 else 0
+    if at < 0 or at + 22 + comment != len(tail):
+        raise DataError(f"{path} is not a valid {what} (truncated or corrupt: it does not end with a zip end record)")
 
 
 def read_json(data: bytes, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
