@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-import mml_backbones.trainer as trainer_module
 from mml_backbones.cli import main
 from mml_backbones.config import replace
 from mml_backbones.errors import DataError
@@ -126,6 +125,25 @@ def test_zip_reading_names_truncation_duplicates_and_size(tmp_path):
         read_zip(path, "archive")
 
 
+def test_a_controllers_state_is_plain_data_for_a_users_own_checkpoints(tmp_path):
+    from mml_backbones.controller import DUSController
+
+    kwargs = dict(sampler="heuristic:gamma=2", batch_size=16, decision_interval=3, total_iterations=20)
+    a = DUSController(["a", "b"], **kwargs)
+    scores = np.random.default_rng(0).uniform(0.1, 0.9, (20, 2))
+    for x, y in scores[:7]:
+        a.quantities()
+        a.update_scores({"a": float(x), "b": float(y)})
+    torch.save(a.state_dict(), tmp_path / "mine.pt")  # what a user's own loop does, with torch's default load
+    b = DUSController(["a", "b"], **kwargs)
+    b.load_state_dict(torch.load(tmp_path / "mine.pt", weights_only=True))
+    for x, y in scores[7:]:
+        assert a.quantities() == b.quantities()
+        for c in (a, b):
+            c.update_scores({"a": float(x), "b": float(y)})
+    assert np.array_equal(a.statistics.cumulative, b.statistics.cumulative)
+
+
 # ------------------------------------------------------------------------------------------- run directories
 @pytest.mark.parametrize("name", METHODS.names())
 def test_every_methods_checkpoint_reads_as_data_and_continues_exactly(tiny_config, tmp_path, name):
@@ -145,8 +163,22 @@ def test_every_methods_checkpoint_reads_as_data_and_continues_exactly(tiny_confi
 
 
 def _legacy_save(state, path):
-    """How format 2 was written: torch.save of the state as it is, numpy arrays and all."""
-    torch.save(dict(state), path)
+    """How format 2 was written: torch.save of the state as it was, numpy arrays and scalars inside."""
+    state = dict(state)
+    if "trainer" not in state:  # best.pt: weights only
+        torch.save(state, path)
+        return
+    trainer = state["trainer"] = dict(state["trainer"], format=2)
+    trainer["stream"] = dict(trainer["stream"], order=np.asarray(trainer["stream"]["order"]))
+    stats = dict(trainer["controller"]["statistics"])
+    for key, value in stats.items():
+        if key == "window":
+            stats[key] = [np.asarray(w) for w in value]
+        elif key != "t":
+            stats[key] = np.asarray(value)
+    trainer["controller"] = dict(trainer["controller"], statistics=stats)
+    state["best"] = dict(state["best"], score=np.float64(state["best"]["score"]))
+    torch.save(state, path)
 
 
 class Interrupted:
@@ -167,12 +199,12 @@ def test_a_format_2_checkpoint_with_numpy_inside_resumes_exactly(tiny_config, tm
     cfg = replace(tiny_config, epochs=3)
     full = Trainer(cfg).fit(Interrupted(), run_dir=tmp_path / "full", progress=False)
     with monkeypatch.context() as m:  # the previous version's writer
-        m.setattr(trainer_module, "CHECKPOINT_FORMAT", 2)
         m.setattr("mml_backbones.run_dir.save_torch", _legacy_save)
         with pytest.raises(KeyboardInterrupt):
             Trainer(cfg).fit(Interrupted(6), run_dir=tmp_path / "cut", progress=False)  # inside epoch 2
     legacy = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)  # the test inspects it
     assert legacy["trainer"]["format"] == 2 and isinstance(legacy["trainer"]["stream"]["order"], np.ndarray)
+    assert isinstance(legacy["trainer"]["controller"]["statistics"]["cumulative"], np.ndarray)
     resumed = Trainer(cfg).fit(Interrupted(), run_dir=tmp_path / "cut", resume=True, progress=False)
     assert resumed.test == full.test and resumed.best_epoch == full.best_epoch
 
