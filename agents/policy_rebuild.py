@@ -98,21 +98,23 @@ def rebuild_algorithm(
     values.update(dict.fromkeys(RESET))
     values.update({k: settings.get(k) for k in FROM_SETTINGS})
     if env is not None:  # as SB3's load: the environments' spaces must be the policy's, and their count counts
-        env = cls._wrap_env(env, int(values.get("verbose", 0)))
+        env = cls._wrap_env(env)
         try:
             check_for_correct_spaces(env, ours["observation_space"], ours["action_space"])
         except ValueError as e:
-            raise DataError(f"{where} does not fit these environments: {e}") from None
+            raise DataError(f"{where} does not fit these environments: {one_line(e)}") from None
         values["n_envs"] = env.num_envs
     try:
         model = cls(policy=ours["policy_class"], env=env, device=device, _init_setup_model=False, **kwargs)
         model.__dict__.update(values)
         model._setup_model()
-    except Exception as e:  # plain values of the wrong type make SB3's set-up fail in many ways
+        _load_weights(where, model, entries)
+        if model.use_sde:
+            model.policy.reset_noise()
+    except DataError:
+        raise
+    except Exception as e:  # plain values of the wrong type make SB3 and torch fail in many ways
         raise DataError(f"cannot rebuild {spec.name} from {where}: {type(e).__name__}: {one_line(e)}") from None
-    _load_weights(where, model, entries, device)
-    if model.use_sde:
-        model.policy.reset_noise()
     return model
 
 
@@ -212,7 +214,7 @@ def _check_space(where: str, key: str, space: spaces.Space, record: dict[str, An
         )
 
 
-def _load_weights(where: str, model: BaseAlgorithm, entries: Mapping[str, bytes], device: str) -> None:
+def _load_weights(where: str, model: BaseAlgorithm, entries: Mapping[str, bytes]) -> None:
     """Load the ``.pth`` entries into the rebuilt model, refusing any that do not fit it exactly."""
     state_dicts, variables = model._get_torch_save_params()
     expected = {f"{name}.pth" for name in state_dicts}
