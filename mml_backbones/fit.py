@@ -21,8 +21,9 @@ import torch
 from tqdm.auto import tqdm
 
 from mml_backbones.config import to_dict
+from mml_backbones.errors import DataError, DUSError, one_line
 from mml_backbones.methods import method_config
-from mml_backbones.run_dir import RunDir
+from mml_backbones.run_dir import RESTART_HINT, RunDir
 from mml_backbones.samplers import Sampler, UniformSampler
 
 if TYPE_CHECKING:
@@ -82,11 +83,18 @@ class _Selection:
     def resume(self, trust_file: bool = False) -> None:
         """Continue from the run directory's last checkpoint (``trust_file``: see ``RunDir.load_checkpoint``)."""
         assert self.out is not None
-        ckpt = self.out.load_checkpoint(self.out.last_checkpoint, trust_file=trust_file)
-        self.trainer.load_state_dict(ckpt["trainer"])
-        self.best, self.history = ckpt["best"], ckpt["history"]
-        self.start -= ckpt["seconds"]
-        self.decisions_written = ckpt["decisions_written"]
+        path = self.out.last_checkpoint
+        ckpt = self.out.load_checkpoint(path, trust_file=trust_file)
+        try:
+            self.trainer.load_state_dict(ckpt["trainer"])
+            self.best, self.history = dict(ckpt["best"]), list(ckpt["history"])
+            self.start -= float(ckpt["seconds"])
+            self.decisions_written = int(ckpt["decisions_written"])
+        except DUSError:  # names the problem already (other settings, another format)
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError, RuntimeError) as e:  # data, wrong shape
+            why = f"{type(e).__name__}: {one_line(e, 200)}"
+            raise DataError(f"checkpoint {path} does not hold a run's state ({why}); {RESTART_HINT}") from None
         self.out.metrics.truncate(len(self.history))
         self.out.decisions.truncate(self.decisions_written)
 

@@ -152,5 +152,6 @@ class RunDir:
             raise DataError(f"checkpoint not found: {path}")
         state = load_torch(path, f"checkpoint {path}", trust_file=trust_file, legacy_numpy=True, hint=RESTART_HINT)
         if not isinstance(state, dict):
-            raise DataError(f"cannot read checkpoint {path}: it holds a {type(state).__name__}, not a dict")
+            held = type(state).__name__
+            raise DataError(f"cannot read checkpoint {path}: it holds a {held}, not a dict; {RESTART_HINT}")
         return state

@@ -8,9 +8,9 @@ SB3 load anywhere else):
   come back, anything else (a class, a function, a pickled object of any kind) is refused before it is built.
 - checkpoints are written as such data (``save_torch``): numpy arrays become tensors and numpy scalars Python
   numbers, so that the weights-only reader takes them back exactly.
-- checkpoints of the previous format (2, numpy arrays inside) are read with numpy's four array re-constructors
-  allowed as well (``LEGACY_NUMPY``: an array, its dtype, a scalar), the route PyTorch documents for numpy
-  arrays; an array of Python objects is refused after reading. Anything else in them is refused as above.
+- checkpoints of the previous format (2, numpy arrays inside) are read with numpy's array and scalar
+  re-constructors and its numeric dtypes allowed as well (``_numpy_reconstructors``), the route PyTorch documents
+  for numpy arrays; an array of Python objects is refused. Anything else in them is refused as above.
 - zip archives (policies) are read into memory entry by entry with size limits (``read_zip``), so that a
   truncated or corrupt archive is reported as such and a crafted one cannot exhaust memory.
 - ``trust_file=True`` is the escape hatch for a file of one's own that only unpickling can read (a checkpoint
@@ -25,6 +25,7 @@ import logging
 import re
 import warnings
 import zipfile
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,14 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mml_backbones.errors import DataError
+from mml_backbones.errors import DataError, one_line
 
 log = logging.getLogger(__name__)
 
 #: largest JSON entry of an archive read into memory (an SB3 ``data`` entry is ~20 kB; metadata ~3 kB)
 MAX_JSON_BYTES = 16 * 2**20
-#: largest total of an archive's entries read into memory (uncompressed)
-MAX_ARCHIVE_BYTES = 2 * 2**30
+#: largest total of an archive's entries read into memory (uncompressed; an MLP policy is well under 1 MB)
+MAX_ARCHIVE_BYTES = 2**30
 #: a zip's end record (22 bytes) and its comment (at most 65535 bytes) lie in this many last bytes
 _END_RECORD_SEARCH = 22 + 65535
 #: how to continue when a file is refused (appended to refusals of checkpoints)
@@ -194,8 +195,7 @@ def read_zip(
     try:
         with zipfile.ZipFile(path) as z:
             infos = z.infolist()
-            names = [i.filename for i in infos]
-            twice = sorted({n for n in names if names.count(n) > 1})
+            twice = sorted(n for n, k in Counter(i.filename for i in infos).items() if k > 1)
             if twice:
                 raise DataError(f"{path} is not a valid {what}: entries {twice} appear twice")
             wanted = [i for i in infos if only is None or i.filename in only]
@@ -234,4 +234,4 @@ def read_json(data: bytes, what: str, max_bytes: int = MAX_JSON_BYTES) -> Any:
     try:
         return json.loads(data)
     except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DataError(f"{what} is not valid JSON ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+        raise DataError(f"{what} is not valid JSON ({type(e).__name__}: {one_line(e, 200)})") from None

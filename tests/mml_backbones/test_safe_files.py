@@ -227,6 +227,15 @@ def test_a_poisoned_run_checkpoint_is_refused_by_the_api(tiny_config, tmp_path):
     assert "--trust-file" in message and not marker.exists()
 
 
+def test_a_checkpoint_of_plain_data_but_the_wrong_layout_is_a_one_line_error(tiny_config, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    for state in ({"trainer": 5}, {"trainer": {"format": 3, "config": "x"}}, [1, 2]):
+        torch.save(state, tmp_path / "checkpoints" / "last.pt")
+        with pytest.raises(DataError) as err:
+            Trainer(tiny_config).fit(run_dir=tmp_path, resume=True, progress=False)
+        assert one_line(str(err.value)) and "without --resume" in str(err.value)
+
+
 def test_a_poisoned_run_checkpoint_is_refused_by_dus_train_resume(tmp_path, capsys):
     marker = tmp_path / "marker"
     args = ["train", "--preset", "mild", "--dataset-option", "n_train=128", "--epochs", "1", "--no-progress"]
