@@ -47,7 +47,10 @@ from mml_backbones.trainer_config import ScheduleProgress, TrainerConfig
 
 __all__ = ["FitResult", "OptimConfig", "Trainer", "TrainerConfig"]
 
-CHECKPOINT_FORMAT = 2
+#: 3: plain data (tensors, numbers, strings, lists, dicts), read with weights_only=True; 2: numpy arrays inside
+CHECKPOINT_FORMAT = 3
+#: formats ``load_state_dict`` reads (2 through ``safe_files``' numpy re-constructors)
+READABLE_FORMATS = (2, 3)
 
 
 EpochCallback = Callable[["Trainer"], None]
@@ -363,8 +366,11 @@ class Trainer(ScheduleProgress):
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore a ``state_dict()`` taken from a run with the same configuration."""
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise DataError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        if state.get("format") not in READABLE_FORMATS:
+            raise DataError(
+                f"checkpoint format {state.get('format')!r} is not one this version reads {READABLE_FORMATS}; "
+                "start the run again without --resume"
+            )
         mine, theirs = to_dict(self.config), state["config"]
         differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and k != "device")
         if differ:
@@ -397,6 +403,15 @@ class Trainer(ScheduleProgress):
         resume: bool = False,
         progress: bool = True,
         validation_only: bool = False,
+        trust_file: bool = False,
     ) -> FitResult:
         """Train the whole schedule with ``sampler``, select on validation, report test (see ``fit.fit``)."""
-        return fit(self, sampler, run_dir=run_dir, resume=resume, progress=progress, validation_only=validation_only)
+        return fit(
+            self,
+            sampler,
+            run_dir=run_dir,
+            resume=resume,
+            progress=progress,
+            validation_only=validation_only,
+            trust_file=trust_file,
+        )
