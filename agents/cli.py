@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from mml_backbones.cli import TRUST_FILE_HELP
 from mml_backbones.config import parse_options
 
 
@@ -34,6 +35,7 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--eval-freq", type=int, help="steps between evaluations")
     p.add_argument("--checkpoint-freq", type=int, help="steps between checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_policy)
 
@@ -50,6 +52,7 @@ def register_commands(sub: Any) -> None:
     )
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE")
     p.add_argument("--csv", help="write one row per (sampler, seed) here")
+    p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.set_defaults(func=cmd_eval_policy)
 
     p = sub.add_parser("headroom", help="is there a sampler that beats uniform in this world? (the headroom gate)")
@@ -72,6 +75,7 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--n-envs", type=int, default=2, help="with --train: parallel environments")
     p.add_argument("--env-seeds", type=int, default=10, help="held-out environment seeds (10000...)")
     p.add_argument("--seeds", type=int, default=5, help="unseen downstream seeds")
+    p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
@@ -104,6 +108,7 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
         progress_bar=not args.no_progress,
         resume=args.resume,
         vec_env=args.vec or "auto",
+        trust_file=args.trust_file,
     )
     print(f"trained {args.algo} for {result.timesteps} steps on {args.env}")
     if result.eval_returns:
@@ -158,7 +163,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     seen = sorted({p for p in map(purpose_of, seeds) if p in ("train", "selection")})
     if seen:  # allowed (anyone may choose), but such scores are not held-out
         print(f"note: these seeds are in the {' and '.join(seen)} range(s) of dus_env.seeds", file=sys.stderr)
-    policy = PolicySampler(args.policy)
+    policy = PolicySampler(args.policy, trust_file=args.trust_file)
     name = policy.metadata["algo"]
     env_id = args.env or policy.metadata["env_id"]
     env = gym.make(env_id, **parse_options(args.env_option)).unwrapped
@@ -204,6 +209,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         env_seeds=args.env_seeds,
         seeds=args.seeds,
         progress=not args.no_progress,
+        trust_file=args.trust_file,
     )
     print(json.dumps(summary["files"], indent=2), file=sys.stderr)
     return 0

@@ -37,7 +37,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import dus_env  # noqa: F401 - registers the environment ids (in SubprocVecEnv workers too)
 from agents.algorithms import algo_spec
-from agents.policy_io import add_metadata, save_policy
+from agents.policy_io import add_metadata, load_algorithm, save_policy
 from agents.seeds import selection_seeds
 from agents.vec import batched_vec_env
 from dus_env.env import DUSEnv
@@ -161,6 +161,7 @@ def train_policy(
     vec_env: str = "auto",
     resume: bool = False,
     verbose: int = 0,
+    trust_file: bool = False,
 ) -> TrainedPolicy:
     """Train a sampling policy with SB3 ``algo`` for ``timesteps`` environment steps.
 
@@ -181,8 +182,10 @@ def train_policy(
         progress_bar: show SB3's progress bar.
         vec_env: "auto" (SubprocVecEnv when n_envs > 1), "dummy", "subproc" or "batched" (agents.vec: the n_envs
             runs trained in lockstep in one process on the training core's run axis; every environment id).
-        resume: continue from the latest checkpoint in ``out_dir``.
+        resume: continue from the latest checkpoint in ``out_dir``, read without unpickling
+            (``agents.policy_io.load_algorithm``, rebuilt with this run's hyper-parameters).
         verbose: SB3 verbosity.
+        trust_file: with ``resume``, load the checkpoint with SB3's full loader, which unpickles it (logged).
     """
     spec = algo_spec(algo)
     out = Path(out_dir)
@@ -226,7 +229,9 @@ def train_policy(
     )
     try:
         if resume and checkpoints:
-            model = spec.sb3_class.load(checkpoints[-1], env=venv, device="cpu")
+            model, meta = load_algorithm(checkpoints[-1], venv, "cpu", settings=params, trust_file=trust_file)
+            if meta["algo"] != algo:
+                raise ConfigError(f"{checkpoints[-1]} holds a {meta['algo']} policy, not {algo}")
             done = model.num_timesteps
         else:
             model = spec.sb3_class("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", **params)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -16,6 +17,12 @@ from mml_backbones.observation import DiscrepancyObservation, feature_bounds
 from mml_backbones.quantities import Quantities
 from mml_backbones.run import Run
 from mml_backbones.trainer import Trainer
+
+
+def observation_space(features: Sequence[str], num_modalities: int) -> spaces.Box:
+    """The observation space of ``features`` for ``num_modalities`` modalities (what a policy file is rebuilt with)."""
+    low, high = feature_bounds(features, num_modalities)
+    return spaces.Box(low, high, dtype=np.float32)
 
 
 class DUSEnv(gym.Env):
@@ -123,8 +130,7 @@ class DUSEnv(gym.Env):
         self.episodes = Episodes(self.config, self.splits, vectorise=False)
         self.mapper = self.episodes.mapper
         self.action_space = self.mapper.space
-        low, high = feature_bounds(t.observation_features, len(self.modalities))
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.observation_space = observation_space(t.observation_features, len(self.modalities))
         self._first_reset = True
 
     # ------------------------------------------------------------------------------------------------- API

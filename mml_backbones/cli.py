@@ -28,6 +28,12 @@ from mml_backbones.statistics import StatisticsConfig
 from mml_backbones.trainer import Trainer
 from mml_backbones.trainer_config import TrainerConfig
 
+#: help of every command's --trust-file (agents' commands use it too)
+TRUST_FILE_HELP = (
+    "unpickle the policy .zip or checkpoint this command loads instead of reading it as data; it runs any code "
+    "inside, so only for a file you wrote yourself or trust (e.g. one only SB3's own loader reads)"
+)
+
 
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by every command that builds a TrainerConfig (defaults: TrainerConfig's and the method's)."""
@@ -166,7 +172,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = trainer_config_from_args(args)
     trainer = Trainer(config)
-    sampler = make_sampler(args.sampler, modalities=trainer.modalities, batch_size=config.batch_size)
+    trust = args.trust_file
+    sampler = make_sampler(args.sampler, modalities=trainer.modalities, batch_size=config.batch_size, trust_file=trust)
     out = Path(args.out) if args.out else None
     standardized = [m for m in trainer.splits.info.get("standardized", ()) if m in trainer.modalities]
     print(
@@ -176,7 +183,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"lr {config.optim.lr:g}, fusion {config.model.fusion}, seed {config.seed}",
         file=sys.stderr,
     )
-    result = trainer.fit(sampler, run_dir=out, resume=args.resume, progress=not args.no_progress)
+    result = trainer.fit(sampler, run_dir=out, resume=args.resume, progress=not args.no_progress, trust_file=trust)
     print(f"best epoch {result.best_epoch} (chosen on validation), {result.seconds:.1f} s")
     print(result_table(result, trainer.modalities).to_string())
     if out is not None:
@@ -249,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--sampler", default="uniform", help="uniform, heuristic[:k=v,...] or policy:PATH.zip")
         p.add_argument("--out", help="run directory (config, metrics.csv, checkpoints, final.json)")
         p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+        p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.set_defaults(func=cmd_train)
     if "datasets" not in taken:

@@ -64,7 +64,10 @@ from mml_backbones.run_stack import RunStack
 from mml_backbones.statistics import ModalityStatistics
 from mml_backbones.trainer_config import ScheduleProgress, TrainerConfig
 
-CHECKPOINT_FORMAT = 3
+#: 4: one entry per run (the run axis); 3: one run, plain data; 2: one run with numpy inside (read through
+#: ``safe_files``' numpy re-constructors). Every format holds tensors, numbers, strings, lists and dicts only.
+CHECKPOINT_FORMAT = 4
+READABLE_FORMATS = (2, 3, 4)
 #: rows x runs of one vectorised evaluation chunk: activations that stay in cache
 EVAL_CHUNK_ROWS = 4096
 
@@ -509,12 +512,14 @@ class TrainingCore(ScheduleProgress):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a ``state_dict()`` taken from runs with the same configurations."""
-        if state.get("format") != CHECKPOINT_FORMAT:
+        """Restore a ``state_dict()`` taken from runs with the same configurations (or one run's older format)."""
+        if state.get("format") not in READABLE_FORMATS:
             raise DataError(
-                f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}: it was written by an older "
-                "version; start the run again (a new run directory, or --overwrite)"
+                f"checkpoint format {state.get('format')!r} is not one this version reads {READABLE_FORMATS}; "
+                "start the run again without --resume"
             )
+        if state["format"] < 4:
+            state = _one_run_state(state)
         theirs = state["configs"]
         if len(theirs) != self.num_runs:
             raise ConfigError(f"checkpoint holds {len(theirs)} runs, this core {self.num_runs}")
@@ -539,6 +544,21 @@ class TrainingCore(ScheduleProgress):
 
 
 # ----------------------------------------------------------------------------------------------- helpers
+def _one_run_state(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A format 2 or 3 checkpoint (one run, before the run axis) in the layout of format 4."""
+    run_keys = ("method", "controller", "stream", "torch_rng", "loss_sums", "loss_count")
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "configs": [state["config"]],
+        "models": [state["model"]],
+        "optimizers": [state["optimizer"]],
+        "schedulers": [state["scheduler"]],
+        "runs": [{k: state[k] for k in run_keys}],
+        "iteration": state["iteration"],
+        "epoch": state["epoch"],
+    }
+
+
 def _logits(model: nn.Module, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     out = model(inputs)
     return out.fused_logits, out.unimodal_logits

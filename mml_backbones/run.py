@@ -171,5 +171,5 @@ class Run:
         self.controller.load_state_dict(state["controller"])
         self.stream.load_state_dict(state["stream"])
         self.set_rng_state(state["torch_rng"])
-        self.loss_sums = dict(state["loss_sums"])
+        self.loss_sums = {k: float(v) for k, v in state["loss_sums"].items()}
         self.loss_count = int(state["loss_count"])

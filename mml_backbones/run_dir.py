@@ -6,6 +6,9 @@ decisions.csv        one row per sampler decision (quantities and statistics)
 final.json           best epoch, validation and test metrics (written at the end)
 checkpoints/last.pt  full trainer state after the latest epoch (resume point)
 checkpoints/best.pt  model weights of the best validation epoch
+
+Checkpoints hold tensors, numbers, strings, lists and dicts only, and are read with ``torch.load(weights_only=True)``
+(``mml_backbones.safe_files``): resuming from a directory one was sent runs no code from it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from mml_backbones.errors import DataError
+from mml_backbones.safe_files import load_torch, save_torch
+
+#: how to continue when a resume checkpoint cannot be read
+RESTART_HINT = "start the run again without --resume (resume=False), which rewrites this run directory"
 
 
 def _json_default(obj: Any) -> Any:
@@ -134,17 +139,19 @@ class RunDir:
         """Write final.json."""
         write_json(self.path / "final.json", final)
 
-    def save(self, state: Mapping[str, Any], path: Path) -> None:
-        """Save a checkpoint atomically."""
-        tmp = path.with_suffix(".tmp")
-        torch.save(dict(state), tmp)
-        tmp.replace(path)
+    def save_checkpoint(self, state: Mapping[str, Any], path: Path) -> None:
+        """Save a checkpoint atomically, as plain data (numpy arrays become tensors: ``safe_files.to_plain``)."""
+        save_torch(dict(state), path)
 
-    def load(self, path: Path) -> dict[str, Any]:
-        """Load a checkpoint written by ``save``; a missing or corrupt file is a DataError."""
+    def load_checkpoint(self, path: Path, trust_file: bool = False) -> dict[str, Any]:
+        """Load a checkpoint of ``save_checkpoint`` (or of the previous format) as data; DataError when it cannot be.
+
+        ``trust_file`` unpickles it instead (logged): only for a checkpoint one wrote oneself.
+        """
         if not path.is_file():
             raise DataError(f"checkpoint not found: {path}")
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # torch raises many types for a torn or foreign file
-            raise DataError(f"cannot read checkpoint {path}: {e}") from e
+        state = load_torch(path, f"checkpoint {path}", trust_file=trust_file, legacy_numpy=True, hint=RESTART_HINT)
+        if not isinstance(state, dict):
+            held = type(state).__name__
+            raise DataError(f"cannot read checkpoint {path}: it holds a {held}, not a dict; {RESTART_HINT}")
+        return state

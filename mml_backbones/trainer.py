@@ -38,6 +38,16 @@ class Trainer(TrainingCore):
         run_dir: str | Path | None = None,
         resume: bool = False,
         progress: bool = True,
+        validation_only: bool = False,
+        trust_file: bool = False,
     ) -> FitResult:
         """Train the whole schedule with ``sampler``, select on validation, report test (see ``fit.fit``)."""
-        return fit(self, sampler, run_dir=run_dir, resume=resume, progress=progress)
+        return fit(
+            self,
+            sampler,
+            run_dir=run_dir,
+            resume=resume,
+            progress=progress,
+            validation_only=validation_only,
+            trust_file=trust_file,
+        )
