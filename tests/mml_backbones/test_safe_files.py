@@ -168,7 +168,18 @@ def _legacy_save(state, path):
     if "trainer" not in state:  # best.pt: weights only
         torch.save(state, path)
         return
-    trainer = state["trainer"] = dict(state["trainer"], format=2)
+    new = state["trainer"]  # this version's layout (format 4, one run) back to the one-run layout of format 2
+    run = new["runs"][0]
+    trainer = state["trainer"] = {
+        "format": 2,
+        "config": new["configs"][0],
+        "model": new["models"][0],
+        "optimizer": new["optimizers"][0],
+        "scheduler": new["schedulers"][0],
+        **{k: run[k] for k in ("method", "controller", "stream", "torch_rng", "loss_sums", "loss_count")},
+        "iteration": new["iteration"],
+        "epoch": new["epoch"],
+    }
     trainer["stream"] = dict(trainer["stream"], order=np.asarray(trainer["stream"]["order"]))
     stats = dict(trainer["controller"]["statistics"])
     for key, value in stats.items():
