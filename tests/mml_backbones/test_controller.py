@@ -22,8 +22,8 @@ from mml_backbones.models.model import ModelOutput
 from mml_backbones.statistics import StatisticsConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICY_2 = "benchmarks/results/policies/DUS-v0_ppo/policy.zip"
-POLICY_3 = "benchmarks/results/policies/DUS-ThreeModal-v0_ppo/policy.zip"
+POLICY_2 = "benchmarks/archive_v0/results/policies/DUS-v0_ppo/policy.zip"
+POLICY_3 = "benchmarks/archive_v0/results/policies/DUS-ThreeModal-v0_ppo/policy.zip"
 
 
 class CountingSampler:
