@@ -11,7 +11,7 @@ the committed rows (RESULTS.md, section 0.4) are read, not run again, and ``--ro
 (DUS on Concat, OGM-GE and MIE; the data-level peers). Run it from the repository root (the committed policies are
 found there).
 
-    dus bench --quick                  # DUS-v1's world: uniform, heuristic, best share, the 3 DUS-v1 policies; 2 seeds
+    dus bench --quick                  # DUS-v1's world: uniform, heuristic, best share, the 3 DUS-v1 policies; 3 seeds
     dus bench                          # mild and strong, 5 seeds: section 0.4's sampler rows from the committed CSV
     dus bench --rows joint,learned,concat,ogm_ge,mie,peers --workers 2    # the whole of section 0.4
 """
@@ -25,12 +25,12 @@ import pandas as pd
 
 from benchmarks import v1_downstream
 
-#: --quick: one world, the policies trained on it, 2 seeds, its own CSV (a fresh measurement, not the committed one)
+#: --quick: one world, the policies trained on it, 3 seeds, its own CSV (a fresh measurement, not the committed one)
 QUICK = {
     "worlds": "mild",
     "rows": "joint,learned",
     "policies": "DUS-v1 PPO,DUS-v1 REINFORCE,DUS-v1 SAC",
-    "seeds": 2,
+    "seeds": 3,
     "csv": str(v1_downstream.RESULTS / "v1_downstream_quick.csv"),
 }
 
@@ -42,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--quick",
         action="store_true",
         help="DUS-v1's world only, uniform / heuristic / best share / the DUS-v1 PPO, REINFORCE and SAC policies, "
-        "2 seeds, its own CSV (benchmarks/results/v1_downstream_quick.csv)",
+        "3 seeds, its own CSV (benchmarks/results/v1_downstream_quick.csv)",
     )
 
 
