@@ -162,3 +162,10 @@ def test_relative_links_and_images_resolve(path):
 def test_slug_follows_github():
     assert slug("Is there anything to learn? The headroom gate") == "is-there-anything-to-learn-the-headroom-gate"
     assert slug("Training runs: `dus train`") == "training-runs-dus-train"
+
+
+def test_the_readme_is_a_front_door_not_a_manual():
+    """At most 200 lines (the manual is docs/), and it links every page of docs/."""
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 200
+    assert {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")} <= set(links(ROOT / "README.md"))
