@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import io
+import json
 import re
 import shlex
 from pathlib import Path
@@ -46,11 +47,14 @@ def _short(path: Path) -> str:
 
 
 def test_every_code_block_has_a_known_kind():
-    """Blocks are python (run), bash (parsed) or text (output): an unlabelled or other fence would go unchecked."""
+    """Blocks are python (run), bash (parsed), json (parsed) or text (output): another fence would go unchecked."""
     for path in DOCS:
         for t in _tokens(path):
             if t.type == "fence":
-                assert t.info.strip() in ("python", "bash", "text"), f"{_short(path)}:{t.map[0] + 1}: ```{t.info}"
+                where = f"{_short(path)}:{t.map[0] + 1}"
+                assert t.info.strip() in ("python", "bash", "json", "text"), f"{where}: ```{t.info}"
+                if t.info.strip() == "json":
+                    json.loads(t.content)  # an example config must at least be valid JSON
 
 
 WITH_PYTHON = [p for p in DOCS if any(run for _, _, run in fences(p, "python"))]
