@@ -192,7 +192,9 @@ def test_committed_v0_policies_still_load_and_run_on_v0():
 
     import gymnasium as gym
 
-    path = Path(__file__).parents[2] / "benchmarks" / "results" / "policies" / "DUS-v0_ppo" / "policy.zip"
+    path = (
+        Path(__file__).parents[2] / "benchmarks" / "archive_v0" / "results" / "policies" / "DUS-v0_ppo" / "policy.zip"
+    )
     if not path.is_file():
         pytest.skip("no committed v0 policy")
     sampler = PolicySampler(path)
