@@ -246,3 +246,15 @@ def test_train_policy_with_batched_environments(algo, tmp_path, capsys):
     if algo == "ppo":  # (A2C, under REINFORCE, logs every 100 updates only)
         progress = (tmp_path / "logs" / "segment_0" / "progress.csv").read_text()
         assert "rollout/ep_rew_mean" in progress  # VecMonitor saw whole episodes
+
+
+@pytest.mark.parametrize("env_id", [i for i in dus_env.ENV_IDS if i.endswith("-v1")])
+def test_every_v1_world_runs_batched(env_id):
+    """Every v1 id builds its batched environment on its own data and model, and steps (a short schedule)."""
+    short = {"epochs": 1, "iterations_per_epoch": 2, "decision_interval": 1}
+    venv = BatchedDUSEnv(2, None, **{**dus_env.ENV_IDS[env_id], **short})
+    obs, _ = venv.reset(seed=0)
+    obs, r, term, *_ = venv.step(np.zeros((2, len(venv.modalities)), np.float32))
+    assert venv.observation_space.contains(obs) and np.isfinite(r).all() and not term.any()
+    assert venv.episodes.trainer._vectorizable  # MLP encoders and joint: the vectorised step
+    venv.close()
