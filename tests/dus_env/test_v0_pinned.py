@@ -34,3 +34,10 @@ def test_a_v0_episode_returns_what_the_first_release_gave(sampler, ret, acc):
     ep = run_episode(env, sampler, 10000)
     assert ep.ret == pytest.approx(ret, abs=1e-6)
     assert ep.final_val_acc == pytest.approx(acc, abs=1e-9)
+
+
+def test_one_epoch_of_dus_v0_with_the_v0_heuristic_is_unchanged():
+    env = gym.make("dus_env/DUS-v0", epochs=1).unwrapped
+    ep = run_episode(env, V0_HEURISTIC, 10001)
+    assert ep.ret == pytest.approx(72.9, abs=1e-6) and ep.final_val_acc == pytest.approx(0.853, abs=1e-9)
+    assert ep.quantities[:3] == [{"strong": 64, "weak": 64}, {"strong": 50, "weak": 90}, {"strong": 44, "weak": 116}]
