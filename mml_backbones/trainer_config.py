@@ -9,7 +9,7 @@ from typing import Any, Literal
 from mml_backbones.config import from_dict, replace
 from mml_backbones.errors import ConfigError
 from mml_backbones.metrics import ProbeConfig
-from mml_backbones.models.model import ModelConfig
+from mml_backbones.model_config import ModelConfig
 from mml_backbones.observation import DEFAULT_FEATURES, check_features
 from mml_backbones.optim import OptimConfig
 from mml_backbones.quantities import QuantityBounds

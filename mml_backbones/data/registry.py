@@ -7,10 +7,13 @@ import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mml_backbones.data.dataset import DatasetSplits
 from mml_backbones.errors import ConfigError
 from mml_backbones.registry import Registry
+
+if TYPE_CHECKING:  # the registry is listed by the command line without torch
+    from mml_backbones.data.dataset import DatasetSplits
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,31 +11,9 @@ from torch import nn
 
 from mml_backbones.data.dataset import MultimodalDataset
 from mml_backbones.errors import ConfigError
+from mml_backbones.model_config import ModelConfig
 from mml_backbones.models.encoders import build_encoder, default_encoder_name
 from mml_backbones.models.fusion import Fusion, build_fusion
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a MultimodalModel.
-
-    Attributes:
-        encoder: encoder for every modality; None picks one by input shape (mlp for vectors, cnn1d for
-            (channels, time), resnet2d for images, spectrograms and frame clips, text for token ids).
-        encoders: per-modality encoder names, overriding ``encoder``.
-        encoder_options: keyword options for the encoders, per modality name or under "*" for all.
-        feature_dim: size of every encoder's output features.
-        fusion: fusion module name (concat, sum, film, gated, late); None: the method's recommended fusion
-            (resolved by ``TrainerConfig.resolved``), else concat.
-        fusion_options: keyword options for the fusion module.
-    """
-
-    encoder: str | None = None
-    encoders: dict[str, str] = field(default_factory=dict)
-    encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    feature_dim: int = 128
-    fusion: str | None = None
-    fusion_options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
