@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from agents.heuristic import V0_HEURISTIC
 from benchmarks.grid import Cell, run_grid
 from benchmarks.report import mean_std_table
 
@@ -42,7 +43,7 @@ def cells(datasets: list[str], seeds: int, epochs: int, methods: list[str]) -> l
             for method in [m for m in methods if m != "alone"]:
                 if method == "mie+heuristic":
                     late = {"model": {"fusion": "late"}}
-                    out.append(Cell(group=method, method="mie", sampler="heuristic", trainer=late, **common))
+                    out.append(Cell(group=method, method="mie", sampler=V0_HEURISTIC, trainer=late, **common))
                 elif method in ("mie", "mla"):
                     out.append(Cell(group=method, method=method, trainer={"model": {"fusion": "late"}}, **common))
                 else:

@@ -53,8 +53,8 @@ def schedules() -> dict[str, Callable]:
         "weak x2 first half": phase((64, 128), (64, 64)),
         "weak x2 second half": phase((64, 64), (64, 128)),
         "weak /4 second half": phase((64, 64), (64, 16)),
-        "heuristic gamma 1": HeuristicSampler(1.0),
-        "heuristic gamma 2": HeuristicSampler(2.0),
+        "heuristic gamma 1": HeuristicSampler(1.0, "free"),  # the first release's free budget, written out
+        "heuristic gamma 2": HeuristicSampler(2.0, "free"),
     }
 
 

@@ -26,12 +26,12 @@ import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: `dus --help` loads this module to list `dus bench`
+    import pandas as pd
 
-from benchmarks.grid import Cell, ResultsCsv, run_grid
-from benchmarks.report import paired_difference, pm
+    from benchmarks.grid import Cell
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
@@ -108,12 +108,14 @@ def train_policies(plan: Plan, modality_counts: set[int]) -> dict[tuple[int, str
 
 def sampler_specs(plan: Plan, m: int, policies: dict[tuple[int, str], Path]) -> dict[str, str]:
     """Sampler name -> spec for runs with ``m`` modalities."""
+    from agents.heuristic import V0_HEURISTIC
+
     specs = {}
     for s in plan.samplers:
         if s in ("ppo", "reinforce"):
             specs[s] = f"policy:{policies[(m, s)].resolve()}"
-        else:
-            specs[s] = s
+        else:  # this v0 benchmark's heuristic is the first release's (gamma 1, free budget), not v1's default
+            specs[s] = V0_HEURISTIC if s == "heuristic" else s
     return specs
 
 
@@ -121,6 +123,7 @@ def env_returns(plan: Plan, policies: dict[tuple[int, str], Path]) -> pd.DataFra
     """Validation return of every sampler on held-out environment seeds, per dataset (joint method)."""
     from agents.evaluation import run_episode
     from agents.seeds import eval_seeds
+    from benchmarks.grid import ResultsCsv
     from mml_backbones.samplers import make_sampler
 
     out = ResultsCsv(RESULTS / f"samplers_env{plan.tag}.csv")
@@ -151,6 +154,7 @@ def _modalities(dataset: str) -> int:
 def downstream_cells(plan: Plan, policies: dict[tuple[int, str], Path]) -> list[Cell]:
     """Every downstream run of the grid (the Concat baseline included)."""
     from agents.seeds import downstream_seeds
+    from benchmarks.grid import Cell
 
     cells = []
     for dataset in plan.datasets:
@@ -180,6 +184,10 @@ def downstream_cells(plan: Plan, policies: dict[tuple[int, str], Path]) -> list[
 
 def sampler_summary(df: pd.DataFrame, bayes: dict[str, float]) -> pd.DataFrame:
     """One row per (dataset, method, sampler): test accuracy, difference to uniform, Bayes fraction, probes."""
+    import pandas as pd
+
+    from benchmarks.report import paired_difference, pm
+
     df = df.copy()
     df[["ds", "meth", "samp"]] = df["group"].str.split("|", expand=True)
     rows = []
@@ -211,6 +219,10 @@ def sampler_summary(df: pd.DataFrame, bayes: dict[str, float]) -> pd.DataFrame:
 
 def env_table(df: pd.DataFrame) -> pd.DataFrame:
     """Validation return per (dataset, sampler): mean +- std, paired difference to uniform, mean quantities."""
+    import pandas as pd
+
+    from benchmarks.report import paired_difference, pm
+
     rows = []
     for (ds, samp), part in df.groupby(["dataset", "sampler"], sort=False):
         row: dict[str, Any] = {"dataset": ds, "sampler": samp, "return (pp)": pm(part["return"], scale=1.0)}
@@ -233,6 +245,7 @@ def env_table(df: pd.DataFrame) -> pd.DataFrame:
 def figures(df: pd.DataFrame, tag: str) -> list[Path]:
     """Accuracy with error bars; quantities, discrepancy and validation curves of the kept runs."""
     import matplotlib
+    import pandas as pd
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -291,6 +304,10 @@ def figures(df: pd.DataFrame, tag: str) -> list[Path]:
 
 def run(plan: Plan, workers: int = 1, backend: str = "local", address: str | None = None) -> dict[str, Any]:
     """Run (or finish) the benchmark of ``plan`` and write its tables and figures."""
+    import pandas as pd
+
+    from benchmarks.grid import run_grid
+
     start = time.perf_counter()
     counts = {_modalities(d) for d in plan.datasets}
     policies = train_policies(plan, counts)
