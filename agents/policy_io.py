@@ -49,11 +49,33 @@ def save_policy(model: BaseAlgorithm, path: str | Path, metadata: dict[str, Any]
     return path
 
 
+def _is_complete_zip(path: Path) -> bool:
+    """Whether the file ends with a zip end-of-central-directory record (a cut-short copy does not).
+
+    ``zipfile`` alone cannot tell: an SB3 zip holds zipped torch files, and a truncated copy may still end in one
+    of theirs, which ``zipfile`` then opens as if it were the policy.
+    """
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        f.seek(max(0, size - 65557))  # the record (22 bytes) plus the longest comment a zip allows
+        tail = f.read()
+    at = tail.rfind(b"PK\x05\x06")
+    return at >= 0 and at + 22 + int.from_bytes(tail[at + 20 : at + 22], "little") == len(tail)
+
+
 def read_metadata(path: str | Path) -> dict[str, Any]:
-    """The DUS metadata of a policy file; clear errors for a missing, corrupt or foreign file."""
+    """The DUS metadata of a policy file; clear errors for a missing, truncated, corrupt or foreign file."""
     path = Path(path)
     if not path.is_file():
         raise DataFileNotFoundError(f"policy file not found: {path}")
+    with path.open("rb") as f:
+        if f.read(4) != b"PK\x03\x04":
+            raise DataError(f"{path} is not a valid policy .zip: not a zip file (write one with dus train-policy)")
+    if not _is_complete_zip(path):
+        raise DataError(
+            f"{path} is truncated or corrupt: it does not end like a zip file (a copy cut short?); copy it again, "
+            "or train a policy with dus train-policy"
+        )
     try:
         with zipfile.ZipFile(path) as z:
             if METADATA not in z.namelist():
@@ -63,7 +85,7 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
                 )
             meta = json.loads(z.read(METADATA))
     except zipfile.BadZipFile as e:
-        raise DataError(f"{path} is not a valid policy .zip: {e}") from e
+        raise DataError(f"{path} is not a valid policy .zip (corrupt or not a zip file): {e}") from e
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: corrupt {METADATA}: {e}") from e
     if meta.get("format") != FORMAT:

@@ -243,9 +243,13 @@ class Trainer(ScheduleProgress):
         self.decide(quantities)
         return self.run_iterations(self.config.decision_interval)
 
+    def running_losses(self) -> dict[str, float]:
+        """Mean of each logged training term since the last ``pop_train_losses`` (this epoch's so far)."""
+        return {k: v / max(1, self._loss_count) for k, v in self._loss_sums.items()}
+
     def pop_train_losses(self) -> dict[str, float]:
         """Mean of each logged training term since the last call, then reset."""
-        out = {k: v / max(1, self._loss_count) for k, v in self._loss_sums.items()}
+        out = self.running_losses()
         self._loss_sums, self._loss_count = {}, 0
         return out
 
@@ -362,11 +366,18 @@ class Trainer(ScheduleProgress):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a ``state_dict()`` taken from a run with the same configuration."""
+        """Restore a ``state_dict()`` taken from a run with the same configuration.
+
+        The device and thread count may differ; so may ``epochs`` when this run is longer (extending a run: the
+        schedule goes on to the new length), except under a cosine schedule, which is fixed by the length.
+        """
         if state.get("format") != CHECKPOINT_FORMAT:
             raise DataError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
         mine, theirs = to_dict(self.config), state["config"]
-        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and k != "device")
+        free = {"device", "num_threads"}
+        if theirs.get("epochs", 0) < mine["epochs"] and self.config.optim.schedule != "cosine":
+            free.add("epochs")
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k) and k not in free)
         if differ:
             raise ConfigError(f"checkpoint was written by a run with different settings: {differ}")
         self.model.load_state_dict(state["model"])
@@ -397,6 +408,10 @@ class Trainer(ScheduleProgress):
         run_dir: str | Path | None = None,
         resume: bool = False,
         progress: bool = True,
+        **options: Any,
     ) -> FitResult:
-        """Train the whole schedule with ``sampler``, select on validation, report test (see ``fit.fit``)."""
-        return fit(self, sampler, run_dir=run_dir, resume=resume, progress=progress)
+        """Train the whole schedule with ``sampler``, select on validation, report test (see ``fit.fit``).
+
+        ``options``: ``fit.fit``'s loggers, run_info and log.
+        """
+        return fit(self, sampler, run_dir=run_dir, resume=resume, progress=progress, **options)
