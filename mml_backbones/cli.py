@@ -255,6 +255,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         loggers=loggers,
         run_info={"sampler_spec": spec},
+        log=lambda line: print(line, file=sys.stderr),
     )
     print(f"best epoch {result.best_epoch} (chosen on validation), {result.seconds:.1f} s")
     print(result_table(result, trainer.modalities).to_string())

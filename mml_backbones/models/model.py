@@ -114,7 +114,14 @@ def build_model(
             **config.encoder_options.get("*", {}),
             **config.encoder_options.get(m, {}),
         }
-        encoders[m] = build_encoder(name, shape, config.feature_dim, **options)
+        try:
+            encoders[m] = build_encoder(name, shape, config.feature_dim, **options)
+        except ConfigError as e:  # an encoder that cannot take this shape: name the modality and the way out
+            chosen = "chosen by its shape" if name == default_encoder_name(shape, dtype) else "as configured"
+            raise ConfigError(
+                f"modality {m!r} (sample shape {tuple(shape)}) cannot use encoder {name!r}, {chosen}: {e}; use "
+                f"--encoder mlp (every modality) or --encoders {m}=mlp"
+            ) from None
     fusion = build_fusion(
         config.fusion or "concat", {m: e.feature_dim for m, e in encoders.items()}, **config.fusion_options
     )
