@@ -231,6 +231,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.tensorboard and not args.out:
         raise ConfigError("--tensorboard needs --out RUN_DIR (the events go to RUN_DIR/tensorboard)")
     config, sampler, spec, extending = resolve_run(args)
+    loggers = []
+    if args.tensorboard:  # before the data is loaded: a missing package is said at once
+        from mml_backbones.tensorboard import TensorBoardLog
+
+        loggers.append(TensorBoardLog(Path(args.out) / "tensorboard"))
     trainer = Trainer(config)
     check_modalities(sampler, trainer.modalities)
     out = Path(args.out) if args.out else None
@@ -243,11 +248,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"seed {config.seed}, device {config.device}",
         file=sys.stderr,
     )
-    loggers = []
-    if args.tensorboard:
-        from mml_backbones.tensorboard import TensorBoardLog
-
-        loggers.append(TensorBoardLog(out / "tensorboard"))
     result = trainer.fit(
         sampler,
         run_dir=out,

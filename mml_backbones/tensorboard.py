@@ -21,18 +21,20 @@ _AXES = ("epoch", "iteration", "seconds")
 class TensorBoardLog:
     """An ``EpochLogger`` that writes each epoch's numbers as TensorBoard scalars (step: the epoch)."""
 
-    def __init__(self, path: str | Path, first_epoch: int = 1) -> None:
-        """Write to ``path``; events of epochs >= ``first_epoch`` left there by an earlier attempt are dropped."""
+    def __init__(self, path: str | Path) -> None:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("--tensorboard needs the tensorboard package: pip install 'dus[tensorboard]'") from None
         self.path = Path(path)
-        self.writer = SummaryWriter(log_dir=str(self.path), purge_step=first_epoch)
+        self._writer_class = SummaryWriter
+        self.writer: Any = None
 
     def log_epoch(self, row: Mapping[str, Any]) -> None:
         """Every finite number of ``row`` under its column name, at step ``row["epoch"]``."""
         step = int(row["epoch"])
+        if self.writer is None:  # the first epoch logged is where the run goes on: drop later events of old tries
+            self.writer = self._writer_class(log_dir=str(self.path), purge_step=step)
         for key, value in row.items():
             if key in _AXES or isinstance(value, bool) or not isinstance(value, int | float):
                 continue

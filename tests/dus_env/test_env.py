@@ -150,7 +150,9 @@ def test_make_overrides_including_nested_configs():
 
 
 def test_vector_envs_sb3_and_gymnasium():
-    fns = [partial(DUSEnv, **{**dus_env.V0, **TINY}) for _ in range(2)]  # picklable for the subprocesses; v0 observation
+    fns = [
+        partial(DUSEnv, **{**dus_env.V0, **TINY}) for _ in range(2)
+    ]  # picklable for the subprocesses; v0 observation
     for venv in (DummyVecEnv(fns), SubprocVecEnv(fns)):
         venv.seed(5)
         obs = venv.reset()
