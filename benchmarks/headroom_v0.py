@@ -60,6 +60,8 @@ def schedules() -> dict[str, Callable]:
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Run (or finish) the probes and print the paired differences to uniform."""
+    from tqdm.auto import tqdm
+
     from agents.evaluation import run_episode
     from agents.seeds import eval_seeds
     from dus_env import V0, DUSEnv
@@ -71,11 +73,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     out = ResultsCsv(RESULTS / "headroom.csv")
     done = set(out.read()["key"])
     seeds = eval_seeds(args.seeds)
+    bar = tqdm(total=len(CONFIGS) * len(schedules()) * len(seeds), desc="episodes", unit="ep")
     for config, overrides in CONFIGS.items():
         env = None
         for name, sampler in schedules().items():
             for seed in seeds:
                 key = f"{config}|{name}|{seed}"
+                bar.update()
                 if key in done:
                     continue
                 env = env or DUSEnv(**{**V0, **overrides, "val_max_samples": None})

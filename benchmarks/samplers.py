@@ -121,6 +121,8 @@ def sampler_specs(plan: Plan, m: int, policies: dict[tuple[int, str], Path]) -> 
 
 def env_returns(plan: Plan, policies: dict[tuple[int, str], Path]) -> pd.DataFrame:
     """Validation return of every sampler on held-out environment seeds, per dataset (joint method)."""
+    from tqdm.auto import tqdm
+
     from agents.evaluation import run_episode
     from agents.seeds import eval_seeds
     from benchmarks.grid import ResultsCsv
@@ -128,6 +130,7 @@ def env_returns(plan: Plan, policies: dict[tuple[int, str], Path]) -> pd.DataFra
 
     out = ResultsCsv(RESULTS / f"samplers_env{plan.tag}.csv")
     done = set(out.read()["key"])
+    bar = tqdm(desc="environment episodes", unit="ep")
     for dataset in plan.datasets:
         env_id, overrides = DATASETS[dataset]
         env = None
@@ -138,11 +141,13 @@ def env_returns(plan: Plan, policies: dict[tuple[int, str], Path]) -> pd.DataFra
                     continue
                 env = env or _env(env_id, plan, **overrides)
                 ep = run_episode(env, make_sampler(spec, modalities=env.modalities), seed)
+                bar.update()
                 row = {"key": key, "dataset": dataset, "sampler": name, "seed": seed, "return": ep.ret}
                 row["final_val_acc"] = ep.final_val_acc
                 for m in env.modalities:
                     row[f"mean_n/{m}"] = sum(q[m] for q in ep.quantities) / len(ep.quantities)
                 out.append(row)
+    bar.close()
     df = out.read()
     return df[df["dataset"].isin(plan.datasets) & df["sampler"].isin(plan.samplers)]
 

@@ -391,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dus`` console script."""
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:  # answered without building every parser
+        print(f"dus {package_version()}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

@@ -94,10 +94,14 @@ def test_bad_flag_values_are_one_line_errors(capsys):
     assert err.count("\n") == 1 and "NAME.KEY=VALUE" in err
 
 
-def test_version():
-    with pytest.raises(SystemExit) as e:
-        main(["--version"])
-    assert e.value.code == 0
+def test_version(capsys):
+    from importlib.metadata import version
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"dus {version('dus')}"
+    with pytest.raises(SystemExit) as e:  # also among other options
+        main(["-v", "--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"dus {version('dus')}"
 
 
 def test_help_and_the_config_layer_import_nothing_heavy():
