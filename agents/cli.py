@@ -23,7 +23,7 @@ POLICY_ALIASES = {"env_id": ["--env"], "env_kwargs": ["--env-option"], "hyperpar
 def register_commands(sub: Any) -> None:
     """Add this package's subcommands to the ``dus`` parser."""
     from agents.policy_config import PolicyTrainingConfig
-    from mml_backbones.cli_config import add_config_flags
+    from mml_backbones.cli_config import add_config_flags, add_run_dir_flags
 
     p = sub.add_parser(
         "train-policy",
@@ -34,13 +34,7 @@ def register_commands(sub: Any) -> None:
     add_config_flags(p, PolicyTrainingConfig, aliases=POLICY_ALIASES)
     g = p.add_argument_group("run directory")
     g.add_argument("--out", default="runs/policy", help="run directory (must be empty, or give --resume/--overwrite)")
-    g.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its latest checkpoint, with its saved train_config.json (flags "
-        "optional; --timesteps may grow to train on)",
-    )
-    g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    add_run_dir_flags(g, "train_config.json", "--timesteps may grow to train on")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train_policy)
 

@@ -6,8 +6,7 @@ that the command line (``dus --help``) and the config dataclasses load without t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mml_backbones.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -42,13 +41,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'mml_backbones' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

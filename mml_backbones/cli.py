@@ -22,7 +22,15 @@ from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mml_backbones.cli_config import DEST, add_config_flags, differences, format_differences, given_values, overlay
+from mml_backbones.cli_config import (
+    DEST,
+    add_config_flags,
+    add_run_dir_flags,
+    differences,
+    format_differences,
+    given_values,
+    overlay,
+)
 from mml_backbones.errors import ConfigError, DUSError
 
 if TYPE_CHECKING:
@@ -347,13 +355,7 @@ def _add_core_commands(sub: Any) -> None:
     g = p.add_argument_group("sampler and run directory")
     g.add_argument("--sampler", default=argparse.SUPPRESS, help=SAMPLER_HELP)
     g.add_argument("--out", help="run directory (config.json, metrics.csv, decisions.csv, checkpoints, final.json)")
-    g.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the run in --out from its last checkpoint, with its saved config (flags optional; "
-        "--epochs may grow to extend a finished run)",
-    )
-    g.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+    add_run_dir_flags(g, "config.json", "--epochs may grow to extend a finished run")
     g.add_argument(
         "--tensorboard",
         action="store_true",

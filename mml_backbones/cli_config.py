@@ -217,6 +217,23 @@ def _add_fields(parser, group, cls, prefix, aliases, choices, notes, skip, show_
         _add_fields(parser, sub, hint, (*prefix, f.name), aliases, choices, notes, skip, show)
 
 
+def add_run_dir_flags(group: Any, config_file: str, grows: str) -> None:
+    """``--resume`` and ``--overwrite`` (the rules: ``mml_backbones.run_dir.check_run_dir``).
+
+    Args:
+        group: the parser or argument group to add them to.
+        config_file: the run's saved config, which ``--resume`` starts from.
+        grows: the flag that may grow on resume, and what for (``"--epochs may grow to extend a finished run"``).
+    """
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help=f"continue the run in --out from its last checkpoint, with its saved {config_file} (flags optional; "
+        f"{grows})",
+    )
+    group.add_argument("--overwrite", action="store_true", help="replace the run already in --out")
+
+
 def given_values(args: argparse.Namespace) -> dict[str, Any]:
     """The config flags given on the command line, as dotted field path -> value."""
     given = {k[len(DEST) :]: v for k, v in vars(args).items() if k.startswith(DEST)}

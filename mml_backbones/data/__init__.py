@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mml_backbones.lazy import lazy_getattr
 
 _EXPORTS = {
     "DATASETS": "mml_backbones.data.registry",
@@ -16,9 +15,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'mml_backbones.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

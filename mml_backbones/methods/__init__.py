@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from mml_backbones.config import from_dict, to_dict
 from mml_backbones.errors import ConfigError
+from mml_backbones.lazy import lazy_getattr
 from mml_backbones.registry import Registry
 
 if TYPE_CHECKING:
@@ -15,13 +16,10 @@ if TYPE_CHECKING:
     from mml_backbones.models.model import MultimodalModel
 
 #: names of ``methods.base`` (torch) imported on first use, so that the registry's names are cheap to list
-_BASE_NAMES = ("IterationBatch", "Method", "MethodContext", "Predictions", "StepResult")
-
-
-def __getattr__(name: str) -> Any:
-    if name in _BASE_NAMES:
-        return getattr(importlib.import_module("mml_backbones.methods.base"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(
+    __name__,
+    dict.fromkeys(("IterationBatch", "Method", "MethodContext", "Predictions", "StepResult"), f"{__name__}.base"),
+)
 
 
 @dataclass(frozen=True)
