@@ -164,7 +164,12 @@ def resolve_run(args: argparse.Namespace) -> tuple[TrainerConfig, Sampler, str, 
     extending = False
     if saved is not None:
         base = saved["trainer"]
-        saved_spec = saved.get("sampler_spec") or "uniform"
+        saved_spec = saved.get("sampler_spec")
+        if saved_spec is None:  # a run written by Trainer.fit, not dus train: its config.json names no spec
+            used = str(saved.get("sampler") or "UniformSampler")
+            if not used.startswith("UniformSampler") and spec is None:
+                raise ConfigError(f"{out}/config.json names no sampler spec (its sampler was {used}); give --sampler")
+            saved_spec = spec or "uniform"
         changes = {k: v for k, v in differences(base, given).items() if k not in RESUME_MAY_CHANGE}
         if spec is not None and spec != saved_spec:
             changes["sampler"] = (saved_spec, spec)
