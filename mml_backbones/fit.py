@@ -184,6 +184,7 @@ def fit(
 
     bar = tqdm(total=t.total_iterations, initial=t.iteration, disable=not progress, unit="it", leave=False)
     t.epoch_callbacks.append(sel.on_epoch_end)
+    shown_epoch = t.epoch
     try:
         while not t.done:
             if t.controller.decision_due:
@@ -192,7 +193,9 @@ def fit(
                 sel.log_decision(q, obs.cumulative)
             ran = t.run_iterations(t.decision_left)
             bar.update(ran)
-            bar.set_postfix(_progress_fields(t, sel.history), refresh=False)
+            # drawn at once when an epoch ends (its validation accuracy), else at the bar's own pace
+            bar.set_postfix(_progress_fields(t, sel.history), refresh=t.epoch != shown_epoch)
+            shown_epoch = t.epoch
     finally:
         t.epoch_callbacks.remove(sel.on_epoch_end)
         bar.close()
