@@ -13,6 +13,7 @@ _EXPORTS = {
     "PolicySampler": "agents.policy_sampler",
     "TrainedPolicy": "agents.training",
     "train_policy": "agents.training",
+    "load_algorithm": "agents.policy_io",
     "load_policy": "agents.policy_io",
     "read_metadata": "agents.policy_io",
     "save_policy": "agents.policy_io",

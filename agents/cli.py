@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mml_backbones.cli import TRUST_FILE_HELP
 from mml_backbones.config import parse_options
 
 #: what dus train-policy writes in its run directory (``--overwrite`` removes these and nothing else)
@@ -36,6 +37,7 @@ def register_commands(sub: Any) -> None:
     g.add_argument("--out", default="runs/policy", help="run directory (must be empty, or give --resume/--overwrite)")
     add_run_dir_flags(g, "train_config.json", "--timesteps may grow to train on")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.set_defaults(func=cmd_train_policy)
 
     p = sub.add_parser("eval-policy", help="score a policy (and baselines) on held-out environment seeds")
@@ -51,6 +53,7 @@ def register_commands(sub: Any) -> None:
     )
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig / TrainerConfig field")
     p.add_argument("--csv", help="write one row per (sampler, seed) here")
+    p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_policy)
 
@@ -75,6 +78,7 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--n-envs", type=int, default=2, help="with --train: parallel environments")
     p.add_argument("--env-seeds", type=int, default=10, help="held-out environment seeds (10000...)")
     p.add_argument("--seeds", type=int, default=5, help="unseen downstream seeds")
+    p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
@@ -132,7 +136,13 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     config = policy_config_from_args(args)
     if args.resume:
         print(f"resuming {args.out} to {config.timesteps} steps (train_config.json: {config.algo} on {config.env_id})")
-    result = train_policy(out_dir=args.out, progress_bar=not args.no_progress, resume=args.resume, **to_dict(config))
+    result = train_policy(
+        out_dir=args.out,
+        progress_bar=not args.no_progress,
+        resume=args.resume,
+        trust_file=args.trust_file,
+        **to_dict(config),
+    )
     print(f"trained {config.algo} for {result.timesteps} steps on {config.env_id}")
     if result.eval_returns:
         print(
@@ -186,7 +196,7 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     seen = sorted({p for p in map(purpose_of, seeds) if p in ("train", "selection")})
     if seen:  # allowed (anyone may choose), but such scores are not held-out
         print(f"note: these seeds are in the {' and '.join(seen)} range(s) of dus_env.seeds", file=sys.stderr)
-    policy = PolicySampler(args.policy)
+    policy = PolicySampler(args.policy, trust_file=args.trust_file)
     name = policy.metadata["algo"]
     env_id = args.env or policy.metadata["env_id"]
     env = gym.make(env_id, **parse_options(args.env_option)).unwrapped
@@ -231,6 +241,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         env_seeds=args.env_seeds,
         seeds=args.seeds,
         progress=not args.no_progress,
+        trust_file=args.trust_file,
     )
     print(json.dumps(summary["files"], indent=2), file=sys.stderr)
     return 0

@@ -111,8 +111,12 @@ def run_demo(
     env_seeds: int = 10,
     seeds: int = 5,
     progress: bool = True,
+    trust_file: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo and print its tables; returns the tables and the files written."""
+    """Run the demo and print its tables; returns the tables and the files written.
+
+    ``trust_file`` loads ``policy`` with SB3's full loader, which unpickles it (logged); off by default.
+    """
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if train:
@@ -127,7 +131,7 @@ def run_demo(
         path = Path(policy) if policy is not None else committed_policy()
         if not path.is_file():
             raise ConfigError(f"policy file not found: {path}")
-        policy_sampler = PolicySampler(path)
+        policy_sampler = PolicySampler(path, trust_file=trust_file)
         meta = policy_sampler.metadata
         what = "the committed policy" if policy is None else "the policy"
         kept = "best on the selection seeds at step" if path.parent.name == "best" else "step"

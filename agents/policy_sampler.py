@@ -18,16 +18,18 @@ class PolicySampler:
     """Runs a policy trained in the DUS environment as a sampler of any run with the same number of modalities.
 
     The observation is rebuilt with the policy's own features, and the action is mapped with its own mapping;
-    quantities scale with the run's nominal batch size, so the policy transfers across datasets.
+    quantities scale with the run's nominal batch size, so the policy transfers across datasets. The file is
+    loaded without unpickling (``agents.policy_io``); ``trust_file=True`` uses SB3's full loader (logged), only
+    for a file one trusts.
 
     ``decision_interval`` is the number of iterations between decisions the policy was trained with (from its
     metadata's ``env_config``; None for a policy saved without it). ``dus train --sampler policy:...`` runs with
     it unless ``--decision-interval`` is given, and says which one it used.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", trust_file: bool = False) -> None:
         self.path = Path(path)
-        self.model, self.metadata = load_policy(self.path, device)
+        self.model, self.metadata = load_policy(self.path, device, trust_file=trust_file)
         meta = self.metadata
         self.features = tuple(meta["observation_features"])
         self.num_modalities = len(meta["modalities"])
@@ -62,10 +64,13 @@ class PolicySampler:
 
     @classmethod
     def from_spec(cls, arg: str | None = None, **context: Any) -> PolicySampler:
-        """``policy:PATH.zip``; checks the number of modalities against the run's when it is known."""
+        """``policy:PATH.zip``; checks the number of modalities against the run's when it is known.
+
+        ``context["trust_file"]`` (``--trust-file``) loads the file with SB3's full loader, which unpickles it.
+        """
         if not arg:
             raise ConfigError("the policy sampler needs a file: --sampler policy:PATH.zip")
-        sampler = cls(arg)
+        sampler = cls(arg, trust_file=bool(context.get("trust_file", False)))
         if context.get("modalities") is not None:
             sampler.check_modalities(context["modalities"])
         return sampler

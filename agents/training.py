@@ -45,7 +45,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 import dus_env  # noqa: F401 - registers the environment ids (in SubprocVecEnv workers too)
 from agents.algorithms import algo_spec
 from agents.policy_config import PolicyTrainingConfig
-from agents.policy_io import add_metadata, save_policy
+from agents.policy_io import add_metadata, load_algorithm, save_policy
 from agents.seeds import selection_seeds
 from agents.vec import batched_vec_env
 from dus_env.env import DUSEnv
@@ -187,6 +187,7 @@ def train_policy(
     vec_env: str = _DEFAULTS.vec_env,
     resume: bool = False,
     verbose: int = 0,
+    trust_file: bool = False,
 ) -> TrainedPolicy:
     """Train a sampling policy with SB3 ``algo`` for ``timesteps`` environment steps.
 
@@ -211,8 +212,10 @@ def train_policy(
         vec_env: "auto" (SubprocVecEnv when n_envs > 1), "dummy", "subproc" or "batched" (agents.vec: the n_envs
             runs trained in lockstep in one process on stacked parameters; outside its scope, "auto" with a
             warning).
-        resume: continue from the latest checkpoint in ``out_dir`` (none there is a ConfigError).
+        resume: continue from the latest checkpoint in ``out_dir`` (none there is a ConfigError), read without
+            unpickling (``agents.policy_io.load_algorithm``, rebuilt with this run's hyper-parameters).
         verbose: SB3 verbosity.
+        trust_file: with ``resume``, load the checkpoint with SB3's full loader, which unpickles it (logged).
     """
     spec = algo_spec(algo)
     out = Path(out_dir)
@@ -240,37 +243,40 @@ def train_policy(
         subproc = vec_env == "subproc" or (vec_env in ("auto", "batched") and n_envs > 1)
         cls = SubprocVecEnv if subproc else DummyVecEnv
         venv = make_vec_env(partial(make_env, env_id, env_kwargs), n_envs=n_envs, seed=seed, vec_env_cls=cls)
-    (out / "train_config.json").write_text(
-        json.dumps(
-            {
-                "env_id": env_id,
-                "algo": algo,
-                "timesteps": timesteps,
-                "n_envs": n_envs,
-                "seed": seed,
-                "env_kwargs": env_kwargs,
-                # resolved (the algorithm's defaults with the overrides); the overrides alone are hyper_overrides
-                "hyperparams": {
-                    k: v if isinstance(v, int | float | str | bool) else repr(v) for k, v in params.items()
-                },
-                "hyper_overrides": dict(hyperparams or {}),
-                "eval_episodes": eval_episodes,
-                "eval_freq": eval_freq,
-                "checkpoint_freq": checkpoint_freq,
-                "vec_env": vec_env,
-                "episode_length": length,
-            },
-            indent=2,
-            default=str,
-        )
-    )
     try:
         if resume and checkpoints:
-            model = spec.sb3_class.load(checkpoints[-1], env=venv, device="cpu")
+            model, meta = load_algorithm(checkpoints[-1], venv, "cpu", settings=params, trust_file=trust_file)
+            if meta["algo"] != algo:
+                raise ConfigError(f"{checkpoints[-1]} holds a {meta['algo']} policy, not {algo}")
             done = model.num_timesteps
         else:
             model = spec.sb3_class("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", **params)
             done = 0
+        # written once the model is there: a resume that fails leaves the run's saved config as it was
+        (out / "train_config.json").write_text(
+            json.dumps(
+                {
+                    "env_id": env_id,
+                    "algo": algo,
+                    "timesteps": timesteps,
+                    "n_envs": n_envs,
+                    "seed": seed,
+                    "env_kwargs": env_kwargs,
+                    # resolved (the algorithm's defaults with the overrides); the overrides alone are hyper_overrides
+                    "hyperparams": {
+                        k: v if isinstance(v, int | float | str | bool) else repr(v) for k, v in params.items()
+                    },
+                    "hyper_overrides": dict(hyperparams or {}),
+                    "eval_episodes": eval_episodes,
+                    "eval_freq": eval_freq,
+                    "checkpoint_freq": checkpoint_freq,
+                    "vec_env": vec_env,
+                    "episode_length": length,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         segment = len(list((out / "logs").glob("segment_*"))) if resume else 0
         model.set_logger(_logger(out, segment, verbose))
 

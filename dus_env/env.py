@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -16,6 +17,12 @@ from mml_backbones.data.registry import load_dataset
 from mml_backbones.observation import DiscrepancyObservation, feature_bounds
 from mml_backbones.quantities import Quantities
 from mml_backbones.trainer import Trainer
+
+
+def observation_space(features: Sequence[str], num_modalities: int) -> spaces.Box:
+    """The observation space of ``features`` for ``num_modalities`` modalities (what a policy file is rebuilt with)."""
+    low, high = feature_bounds(features, num_modalities)
+    return spaces.Box(low, high, dtype=np.float32)
 
 
 class DUSEnv(gym.Env):
@@ -120,8 +127,7 @@ class DUSEnv(gym.Env):
         self.modalities = self.splits.modality_names
         self.mapper = self.config.action_mapper(len(self.modalities))
         self.action_space = self.mapper.space
-        low, high = feature_bounds(t.observation_features, len(self.modalities))
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
+        self.observation_space = observation_space(t.observation_features, len(self.modalities))
         self.trainer: Trainer | None = None
         #: the uniform run of the paired rewards (None with reference=False)
         self.reference: ReferenceRun | None = ReferenceRun(self.splits) if self.config.reference else None

@@ -6,6 +6,8 @@
                                   ``dus headroom``
     downstream  [20_000, 30_000)  fresh ``Trainer.fit`` runs that report test accuracy (``dus demo``, benchmarks)
     selection   [30_000, 40_000)  the evaluation callback that picks the checkpoint kept during training
+    tuning      [40_000, 50_000)  hyper-parameter search trials (``dus tune``): trial slot k trains on seed 40_000 + k,
+                                  scored on validation; the tuned configurations are then retrained on downstream seeds
 
 Selection is apart from eval: a checkpoint chosen on the seeds that then score it would be scored with a bias.
 """
@@ -20,11 +22,13 @@ SEED_RANGES: dict[str, tuple[int, int]] = {
     "eval": (10_000, 20_000),
     "downstream": (20_000, 30_000),
     "selection": (30_000, 40_000),
+    "tuning": (40_000, 50_000),
 }
 TRAIN_SEED_RANGE = SEED_RANGES["train"]
 EVAL_SEED_BASE = SEED_RANGES["eval"][0]
 DOWNSTREAM_SEED_BASE = SEED_RANGES["downstream"][0]
 SELECTION_SEED_BASE = SEED_RANGES["selection"][0]
+TUNING_SEED_BASE = SEED_RANGES["tuning"][0]
 
 
 def seeds_for(purpose: str, n: int) -> list[int]:
@@ -50,6 +54,11 @@ def downstream_seeds(n: int) -> list[int]:
 def selection_seeds(n: int) -> list[int]:
     """The first ``n`` seeds on which the training callback selects the checkpoint it keeps."""
     return seeds_for("selection", n)
+
+
+def tuning_seeds(n: int) -> list[int]:
+    """The first ``n`` seeds of hyper-parameter search trials (apart from every seed that reports a result)."""
+    return seeds_for("tuning", n)
 
 
 def purpose_of(seed: int) -> str | None:

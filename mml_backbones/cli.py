@@ -71,6 +71,12 @@ SAMPLER_HELP = (
     "constant:MODALITY=N,..., or policy:PATH.zip (default: uniform)"
 )
 
+#: help of every command's --trust-file (agents' commands use it too)
+TRUST_FILE_HELP = (
+    "unpickle the policy .zip or checkpoint this command loads instead of reading it as data; it runs any code "
+    "inside, so only for a file you wrote yourself or trust (e.g. one only SB3's own loader reads)"
+)
+
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows defaults (flags whose default is "not given" write theirs in the help) and keeps description layout."""
@@ -199,7 +205,7 @@ def resolve_run(args: argparse.Namespace) -> tuple[TrainerConfig, Sampler, str, 
     else:
         base = None
         spec = spec or "uniform"
-    sampler = make_sampler(spec)
+    sampler = make_sampler(spec, trust_file=getattr(args, "trust_file", False))
     if saved is None:
         interval = getattr(sampler, "decision_interval", None)
         if interval is not None and "decision_interval" not in given:
@@ -269,6 +275,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         loggers=loggers,
         run_info={"sampler_spec": spec},
         log=lambda line: print(line, file=sys.stderr),
+        trust_file=args.trust_file,
     )
     print(f"best epoch {result.best_epoch} (chosen on validation), {result.seconds:.1f} s")
     print(result_table(result, trainer.modalities).to_string())
@@ -361,6 +368,7 @@ def _add_core_commands(sub: Any) -> None:
     g.add_argument("--sampler", default=argparse.SUPPRESS, help=SAMPLER_HELP)
     g.add_argument("--out", help="run directory (config.json, metrics.csv, decisions.csv, checkpoints, final.json)")
     add_run_dir_flags(g, "config.json", "--epochs may grow to extend a finished run")
+    g.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     g.add_argument(
         "--tensorboard",
         action="store_true",

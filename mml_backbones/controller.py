@@ -43,6 +43,8 @@ class DUSController:
         total_iterations: iterations in the schedule, for the observation's progress (None: progress stays 0).
         statistics: how S_t(m) accumulates s_t(m).
         max_quantity: largest n_m accepted (None: ``QuantityBounds().high`` x B).
+        trust_file: a ``"policy:PATH.zip"`` sampler is loaded with SB3's full loader, which unpickles the file
+            (logged); off by default, when the file is read as data. Only for a file you trust.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class DUSController:
         total_iterations: int | None = None,
         statistics: StatisticsConfig | None = None,
         max_quantity: int | None = None,
+        trust_file: bool = False,
     ) -> None:
         self.modalities = tuple(modalities)
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
@@ -71,7 +74,10 @@ class DUSController:
             raise ConfigError(f"max_quantity must be >= 1, got {max_quantity}")
         # modalities= lets a learned policy refuse a run with another number of modalities, here and not later
         self.sampler: Sampler = make_sampler(
-            "uniform" if sampler is None else sampler, modalities=self.modalities, batch_size=self.batch_size
+            "uniform" if sampler is None else sampler,
+            modalities=self.modalities,
+            batch_size=self.batch_size,
+            trust_file=trust_file,
         )
         if self.total_iterations is None and "progress" in getattr(self.sampler, "features", ()):
             warnings.warn(

@@ -1,7 +1,8 @@
 """The run layer over the step-wise Trainer: a whole schedule, validation selection, the run directory, resume.
 
 ``fit(trainer, sampler)`` (also ``Trainer.fit``) calls the sampler at every decision point, evaluates on
-validation after every epoch, keeps the best epoch's weights, scores the test split once at the end, and,
+validation after every epoch, keeps the best epoch's weights, scores the test split once at the end (unless
+``validation_only``: a tuning trial never reads it), and,
 given a run directory, writes config.json, metrics.csv, decisions.csv, checkpoints and final.json as it goes
 (see ``run_dir.py``); ``resume=True`` continues from the last checkpoint exactly. A run resumed with more epochs
 in its config than its checkpoint was written with is extended: it trains on to the new length (the optimiser
@@ -25,8 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from mml_backbones.config import to_dict
+from mml_backbones.errors import DataError, DUSError, one_line
 from mml_backbones.methods import method_config
-from mml_backbones.run_dir import RunDir
+from mml_backbones.run_dir import RESTART_HINT, RunDir
 from mml_backbones.samplers import Sampler, UniformSampler
 
 if TYPE_CHECKING:
@@ -40,7 +42,8 @@ class FitResult:
     Attributes:
         best_epoch: epoch (1-based) whose weights were kept, chosen on validation.
         val: validation metrics of the kept weights (with probes).
-        test: test metrics of the kept weights (with probes); the only time the test split is read.
+        test: test metrics of the kept weights (with probes); the only time the test split is read (empty for a
+            ``validation_only`` fit).
         history: per-epoch rows as written to metrics.csv.
         seconds: wall time of training (evaluation included).
         run_dir: the run directory, if any.
@@ -91,14 +94,21 @@ class _Selection:
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None}
         self.decisions_written = 0
 
-    def resume(self) -> None:
-        """Continue from the run directory's last checkpoint."""
+    def resume(self, trust_file: bool = False) -> None:
+        """Continue from the run directory's last checkpoint (``trust_file``: see ``RunDir.load_checkpoint``)."""
         assert self.out is not None
-        ckpt = self.out.load(self.out.last_checkpoint)
-        self.trainer.load_state_dict(ckpt["trainer"])
-        self.best, self.history = ckpt["best"], ckpt["history"]
-        self.start -= ckpt["seconds"]
-        self.decisions_written = ckpt["decisions_written"]
+        path = self.out.last_checkpoint
+        ckpt = self.out.load_checkpoint(path, trust_file=trust_file)
+        try:
+            self.trainer.load_state_dict(ckpt["trainer"])
+            self.best, self.history = dict(ckpt["best"]), list(ckpt["history"])
+            self.start -= float(ckpt["seconds"])
+            self.decisions_written = int(ckpt["decisions_written"])
+        except DUSError:  # names the problem already (other settings, another format)
+            raise
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError, RuntimeError) as e:  # data, wrong shape
+            why = f"{type(e).__name__}: {one_line(e, 200)}"
+            raise DataError(f"checkpoint {path} does not hold a run's state ({why}); {RESTART_HINT}") from None
         self.out.metrics.truncate(len(self.history))
         self.out.decisions.truncate(self.decisions_written)
 
@@ -130,7 +140,7 @@ class _Selection:
             model = copy.deepcopy(t.model.state_dict())
             self.best = {"score": score, "epoch": t.epoch, "model": model}
             if out is not None:
-                out.save({"model": model, "epoch": t.epoch, "selected": selected}, out.best_checkpoint)
+                out.save_checkpoint({"model": model, "epoch": t.epoch, "selected": selected}, out.best_checkpoint)
         self.history.append(row)
         for logger in self.loggers:
             logger.log_epoch(row)
@@ -143,7 +153,7 @@ class _Selection:
                 "seconds": time.perf_counter() - self.start,
                 "decisions_written": self.decisions_written,
             }
-            out.save(state, out.last_checkpoint)
+            out.save_checkpoint(state, out.last_checkpoint)
 
 
 def fit(
@@ -152,6 +162,8 @@ def fit(
     run_dir: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
+    validation_only: bool = False,
+    trust_file: bool = False,
     loggers: Sequence[EpochLogger] = (),
     run_info: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
@@ -164,6 +176,10 @@ def fit(
         run_dir: where config, metrics, checkpoints and the final report go (None: nothing written).
         resume: continue from ``run_dir``'s last checkpoint when there is one.
         progress: show a tqdm progress bar (loss and the last validation accuracy beside it).
+        validation_only: score only the validation split at the end, without probes; the test split and the
+            extra splits are never read (``dus tune``'s trials: a search must not see the test split).
+        trust_file: with ``resume``, unpickle the checkpoint instead of reading it as data (logged; only for a
+            checkpoint one wrote oneself, e.g. of an older version that only unpickling reads).
         loggers: get every epoch's row; closed at the end.
         run_info: more entries for config.json (``dus train`` keeps its sampler spec there for ``--resume``).
         log: receives one-line messages on what happens ("resuming from epoch k ...").
@@ -174,7 +190,7 @@ def fit(
     sel = _Selection(t, out, time.perf_counter(), loggers)
     if out is not None:
         if resume and out.last_checkpoint.is_file():
-            sel.resume()
+            sel.resume(trust_file)
             if log is not None:
                 log(f"resuming {out.path} from epoch {t.epoch} of {t.config.epochs} (iteration {t.iteration})")
         else:
@@ -206,17 +222,18 @@ def fit(
         t.model.load_state_dict(sel.best["model"])
     val_pred, _ = t.predict("val")
     selected = t.method.select_on_validation(val_pred)
-    final = t.evaluate(["val", "test", *t.splits.extra], probe=True)
+    splits = ["val"] if validation_only else ["val", "test", *t.splits.extra]
+    final = t.evaluate(splits, probe=not validation_only)
     seconds = time.perf_counter() - sel.start
     result = FitResult(
         best_epoch=sel.best["epoch"],
         val=final["val"],
-        test=final["test"],
+        test=final.get("test", {}),
         history=sel.history,
         seconds=seconds,
         run_dir=out.path if out is not None else None,
         selected=selected,
-        extra={k: final[k] for k in t.splits.extra},
+        extra={k: final[k] for k in t.splits.extra if k in final},
     )
     if out is not None:
         report = {

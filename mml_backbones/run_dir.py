@@ -12,6 +12,9 @@ plots/               ``dus plot`` figures
 The rules of a run directory on the command line (``check_run_dir``; ``dus train`` and ``dus train-policy``):
 a non-empty ``--out`` is refused unless ``--resume`` continues the run in it or ``--overwrite`` replaces it;
 ``--resume`` needs ``--out`` and a run there (its config file), whose saved config it then starts from.
+
+Checkpoints hold tensors, numbers, strings, lists and dicts only, and are read with ``torch.load(weights_only=True)``
+(``mml_backbones.safe_files``): resuming from a directory one was sent runs no code from it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from mml_backbones.errors import ConfigError, DataError
+from mml_backbones.safe_files import load_torch, save_torch
 
+#: how to continue when a resume checkpoint cannot be read
+RESTART_HINT = "start the run again without --resume (resume=False), which rewrites this run directory"
 #: what ``dus train`` writes in a run directory (``--overwrite`` removes these and nothing else)
 RUN_FILES = ("config.json", "metrics.csv", "decisions.csv", "final.json", "checkpoints", "tensorboard", "plots")
 
@@ -142,24 +148,22 @@ class RunDir:
         """Write final.json."""
         write_json(self.path / "final.json", final)
 
-    def save(self, state: Mapping[str, Any], path: Path) -> None:
-        """Save a checkpoint atomically."""
-        import torch
+    def save_checkpoint(self, state: Mapping[str, Any], path: Path) -> None:
+        """Save a checkpoint atomically, as plain data (numpy arrays become tensors: ``safe_files.to_plain``)."""
+        save_torch(dict(state), path)
 
-        tmp = path.with_suffix(".tmp")
-        torch.save(dict(state), tmp)
-        tmp.replace(path)
+    def load_checkpoint(self, path: Path, trust_file: bool = False) -> dict[str, Any]:
+        """Load a checkpoint of ``save_checkpoint`` (or of the previous format) as data; DataError when it cannot be.
 
-    def load(self, path: Path) -> dict[str, Any]:
-        """Load a checkpoint written by ``save``; a missing or corrupt file is a DataError."""
-        import torch
-
+        ``trust_file`` unpickles it instead (logged): only for a checkpoint one wrote oneself.
+        """
         if not path.is_file():
             raise DataError(f"checkpoint not found: {path}")
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # torch raises many types for a torn or foreign file
-            raise DataError(f"cannot read checkpoint {path}: {e}") from e
+        state = load_torch(path, f"checkpoint {path}", trust_file=trust_file, legacy_numpy=True, hint=RESTART_HINT)
+        if not isinstance(state, dict):
+            held = type(state).__name__
+            raise DataError(f"cannot read checkpoint {path}: it holds a {held}, not a dict; {RESTART_HINT}")
+        return state
 
 
 def check_run_dir(

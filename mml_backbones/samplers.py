@@ -84,10 +84,16 @@ def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:
     return found
 
 
+def sampler_kinds() -> list[str]:
+    """The sampler kinds ``make_sampler`` resolves (built-in and from the ``dus.samplers`` group), sorted."""
+    return sorted(_plugins())
+
+
 def make_sampler(spec: str | Sampler, **context: Any) -> Sampler:
     """Resolve ``"kind"`` or ``"kind:argument"`` (e.g. ``"policy:ppo.zip"``) to a sampler.
 
-    ``context`` (modalities, batch_size, ...) is passed to the plug-in's ``from_spec``.
+    ``context`` (modalities, batch_size, trust_file, ...) is passed to the plug-in's ``from_spec``; a sampler that
+    loads a file reads ``trust_file`` (the ``--trust-file`` escape hatch, off by default).
     """
     if not isinstance(spec, str):
         if not callable(spec):

@@ -47,7 +47,10 @@ from mml_backbones.trainer_config import ScheduleProgress, TrainerConfig
 
 __all__ = ["FitResult", "OptimConfig", "Trainer", "TrainerConfig"]
 
-CHECKPOINT_FORMAT = 2
+#: 3: plain data (tensors, numbers, strings, lists, dicts), read with weights_only=True; 2: numpy arrays inside
+CHECKPOINT_FORMAT = 3
+#: formats ``load_state_dict`` reads (2 through ``safe_files``' numpy re-constructors)
+READABLE_FORMATS = (2, 3)
 
 
 EpochCallback = Callable[["Trainer"], None]
@@ -371,8 +374,11 @@ class Trainer(ScheduleProgress):
         The device and thread count may differ; so may ``epochs`` when this run is longer (extending a run: the
         schedule goes on to the new length), except under a cosine schedule, which is fixed by the length.
         """
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise DataError(f"checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        if state.get("format") not in READABLE_FORMATS:
+            raise DataError(
+                f"checkpoint format {state.get('format')!r} is not one this version reads {READABLE_FORMATS}; "
+                "start the run again without --resume"
+            )
         mine, theirs = to_dict(self.config), state["config"]
         free = {"device", "num_threads"}
         if theirs.get("epochs", 0) < mine["epochs"] and self.config.optim.schedule != "cosine":
@@ -397,7 +403,6 @@ class Trainer(ScheduleProgress):
         self._loss_count = int(state["loss_count"])
 
     # -------------------------------------------------------------------------------------------------- fit
-    # -------------------------------------------------------------------------------------------------- fit
     def run_config(self, sampler: Sampler | None = None) -> dict[str, Any]:
         """The resolved configuration written to config.json (see ``fit.run_config``)."""
         return run_config(self, sampler)
@@ -408,10 +413,21 @@ class Trainer(ScheduleProgress):
         run_dir: str | Path | None = None,
         resume: bool = False,
         progress: bool = True,
+        validation_only: bool = False,
+        trust_file: bool = False,
         **options: Any,
     ) -> FitResult:
         """Train the whole schedule with ``sampler``, select on validation, report test (see ``fit.fit``).
 
         ``options``: ``fit.fit``'s loggers, run_info and log.
         """
-        return fit(self, sampler, run_dir=run_dir, resume=resume, progress=progress, **options)
+        return fit(
+            self,
+            sampler,
+            run_dir=run_dir,
+            resume=resume,
+            progress=progress,
+            validation_only=validation_only,
+            trust_file=trust_file,
+            **options,
+        )
