@@ -76,10 +76,10 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(trained_ppo, tmp_pat
     data = trained_ppo.final.read_bytes()
     for size in (len(data) // 2, len(data) - 100):
         bad.write_bytes(data[:size])
-        with pytest.raises(DataError, match="is truncated or corrupt"):
+        with pytest.raises(DataError, match=r"not a valid policy .zip \(truncated or corrupt"):
             PolicySampler(bad)
     bad.write_text("not a zip at all")
-    with pytest.raises(DataError, match="not a valid policy .zip: not a zip file"):
+    with pytest.raises(DataError, match="not a valid policy .zip"):
         PolicySampler(bad)
     foreign = tmp_path / "foreign.zip"
     model, _ = load_policy(trained_ppo.final)
