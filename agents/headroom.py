@@ -83,9 +83,12 @@ def schedules(modalities: Sequence[str], batch_size: int) -> list[Schedule]:
     return out
 
 
-def run_gate(env_id: str, seeds: int = 8, csv: str | Path | None = None, **env_kwargs) -> pd.DataFrame:
-    """Run (or finish) the gate's episodes on ``env_id``; one row per (schedule, seed)."""
+def run_gate(
+    env_id: str, seeds: int = 8, csv: str | Path | None = None, progress: bool = False, **env_kwargs
+) -> pd.DataFrame:
+    """Run (or finish) the gate's episodes on ``env_id``; one row per (schedule, seed); ``progress``: a bar."""
     import gymnasium as gym
+    from tqdm.auto import tqdm
 
     import dus_env  # noqa: F401 - registers the ids
 
@@ -95,18 +98,19 @@ def run_gate(env_id: str, seeds: int = 8, csv: str | Path | None = None, **env_k
     log = CsvLog(Path(csv)) if csv is not None else None
     rows = [r for r in log.read() if r.get("env_id") == env_id] if log is not None else []
     done = {(r["schedule"], int(r["seed"])) for r in rows}
-    for s in schedules(env.modalities, t.batch_size):
-        for seed in eval_seeds(seeds):
-            if (s.name, seed) in done:
-                continue
-            ep = run_episode(env, s.sampler, seed)
-            row = {"env_id": env_id, "schedule": s.name, "block": s.block, "kind": s.kind, "seed": seed}
-            row["final_val_acc"] = ep.final_val_acc
-            row["samples_per_iteration"] = float(np.mean([sum(q.values()) for q in ep.quantities]))
-            row.update({f"mean_n/{m}": float(np.mean([q[m] for q in ep.quantities])) for m in env.modalities})
-            rows.append(row)
-            if log is not None:
-                log.append(row)
+    todo = [(s, seed) for s in schedules(env.modalities, t.batch_size) for seed in eval_seeds(seeds)]
+    todo = [(s, seed) for s, seed in todo if (s.name, seed) not in done]
+    bar = tqdm(todo, desc=f"headroom {env_id}", unit="ep", disable=not progress, leave=False)
+    for s, seed in bar:
+        bar.set_postfix_str(s.name, refresh=False)
+        ep = run_episode(env, s.sampler, seed)
+        row = {"env_id": env_id, "schedule": s.name, "block": s.block, "kind": s.kind, "seed": seed}
+        row["final_val_acc"] = ep.final_val_acc
+        row["samples_per_iteration"] = float(np.mean([sum(q.values()) for q in ep.quantities]))
+        row.update({f"mean_n/{m}": float(np.mean([q[m] for q in ep.quantities])) for m in env.modalities})
+        rows.append(row)
+        if log is not None:
+            log.append(row)
     df = pd.DataFrame(rows)
     df["seed"] = df["seed"].astype(int)
     for c in df.columns:

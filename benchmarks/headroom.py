@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> dict[str, bool]:
     torch.set_num_threads(1)
     reports, verdicts = [], {}
     for env_id in args.envs.split(","):
-        table = gate_table(run_gate(env_id, args.seeds, args.csv))
+        table = gate_table(run_gate(env_id, args.seeds, args.csv, progress=True))
         verdicts[env_id] = verdict(table)
         reports.append(format_gate(table, env_id))
         print(reports[-1], flush=True)

@@ -19,11 +19,12 @@ found there).
 from __future__ import annotations
 
 import argparse
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from benchmarks import v1_downstream
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: --quick: one world, the policies trained on it, 3 seeds, its own CSV (a fresh measurement, not the committed one)
 QUICK = {

@@ -28,13 +28,13 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.grid import Cell, run_cell, run_grid
-from benchmarks.report import paired_difference, pm
 from mml_backbones.errors import ConfigError
+
+if TYPE_CHECKING:  # imported where used: `dus --help` builds `dus bench`'s parser from this module
+    import pandas as pd
 from mml_backbones.methods import METHODS
 
 RESULTS = Path(__file__).parent / "results"
@@ -76,6 +76,8 @@ ROWS = ("joint", "learned", "concat", "ogm_ge", "mie", "peers")
 
 def best_share(env_id: str) -> str | None:
     """The gate's best equal-budget constant share on ``env_id`` as a sampler spec (None before the gate ran)."""
+    import pandas as pd
+
     from agents.headroom import best_constant, gate_table
 
     frames = [pd.read_csv(p) for p in RESULTS.glob("headroom_v1*.csv")]
@@ -170,6 +172,10 @@ def fair_control(row: str) -> str:
 
 def table(df: pd.DataFrame, world: str) -> pd.DataFrame:
     """One world's rows: test accuracy, weakest probe, paired differences to the fair controls."""
+    import pandas as pd
+
+    from benchmarks.report import paired_difference, pm
+
     part = df[df["group"].str.startswith(world + "|")].copy()
     part["row"] = part["group"].str.split("|", n=1).str[1]
     rows = []

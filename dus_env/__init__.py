@@ -14,7 +14,8 @@ against a uniform reference run, scored on the whole validation split; the obser
 
 v0, the first release (Adam 1e-3, 4 epochs, a free quantity per modality, delta_val_acc on a 1000-sample
 validation subset, the cumulative/ratio/progress observation), kept working and reproducible: DUS-v0,
-DUS-Strong-v0, DUS-ThreeModal-v0, DUS-HAPT-v0, DUS-Tiny-v0.
+DUS-Strong-v0, DUS-ThreeModal-v0, DUS-HAPT-v0, DUS-Tiny-v0. Every v0 setting is written out in ``V0``, since the
+defaults (``DUSEnvConfig()``, ``make_config(None)``) are DUS-v1's; tests/dus_env/test_v0_pinned.py pins them.
 """
 
 from typing import Any

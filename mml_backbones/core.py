@@ -368,6 +368,10 @@ class TrainingCore(ScheduleProgress):
         for callback in self.epoch_callbacks:
             callback(self)
 
+    def running_losses(self) -> dict[str, float]:
+        """Mean of each logged training term since the last ``pop_train_losses`` (K = 1; this epoch's so far)."""
+        return self._only().running_losses()
+
     def pop_train_losses(self) -> dict[str, float]:
         """Mean of each logged training term since the last call, then reset (K = 1)."""
         return self._only().pop_losses()
@@ -512,7 +516,11 @@ class TrainingCore(ScheduleProgress):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a ``state_dict()`` taken from runs with the same configurations (or one run's older format)."""
+        """Restore a ``state_dict()`` taken from runs with the same configurations (or one run's older format).
+
+        The device and thread count may differ; so may ``epochs`` when these runs are longer (extending a run: the
+        schedule goes on to the new length), except under a cosine schedule, which is fixed by the length.
+        """
         if state.get("format") not in READABLE_FORMATS:
             raise DataError(
                 f"checkpoint format {state.get('format')!r} is not one this version reads {READABLE_FORMATS}; "
@@ -525,8 +533,11 @@ class TrainingCore(ScheduleProgress):
             raise ConfigError(f"checkpoint holds {len(theirs)} runs, this core {self.num_runs}")
         for k, run in enumerate(self.runs):
             mine = to_dict(run.config)
+            free = {"device", "num_threads"}
+            if theirs[k].get("epochs", 0) < mine["epochs"] and run.config.optim.schedule != "cosine":
+                free.add("epochs")
             differ = sorted(key for key in set(mine) | set(theirs[k]) if mine.get(key) != theirs[k].get(key))
-            differ = [key for key in differ if key != "device"]
+            differ = [key for key in differ if key not in free]
             if differ:
                 where = f"run {k}: " if self.num_runs > 1 else ""
                 raise ConfigError(f"checkpoint was written by a run with different settings: {where}{differ}")

@@ -4,7 +4,10 @@
 validation after every epoch, keeps the best epoch's weights, scores the test split once at the end (unless
 ``validation_only``: a tuning trial never reads it), and,
 given a run directory, writes config.json, metrics.csv, decisions.csv, checkpoints and final.json as it goes
-(see ``run_dir.py``); ``resume=True`` continues from the last checkpoint exactly.
+(see ``run_dir.py``); ``resume=True`` continues from the last checkpoint exactly. A run resumed with more epochs
+in its config than its checkpoint was written with is extended: it trains on to the new length (the optimiser
+and a step schedule carry on; cosine schedules cannot be extended). Loggers (``EpochLogger``, e.g. TensorBoard)
+get every epoch's row.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import copy
 import math
 import platform
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import torch
@@ -57,6 +61,14 @@ class FitResult:
     extra: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
+class EpochLogger(Protocol):
+    """Receives each epoch's row (the metrics.csv row: train losses, val metrics, S, samples, lr)."""
+
+    def log_epoch(self, row: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def run_config(trainer: Trainer, sampler: Sampler | None = None) -> dict[str, Any]:
     """The resolved configuration of a run, as written to config.json."""
     c = trainer.config
@@ -76,8 +88,8 @@ def run_config(trainer: Trainer, sampler: Sampler | None = None) -> dict[str, An
 class _Selection:
     """Per-epoch validation, best-epoch bookkeeping and the run directory's epoch files."""
 
-    def __init__(self, trainer: Trainer, out: RunDir | None, start: float) -> None:
-        self.trainer, self.out, self.start = trainer, out, start
+    def __init__(self, trainer: Trainer, out: RunDir | None, start: float, loggers: Sequence[EpochLogger] = ()) -> None:
+        self.trainer, self.out, self.start, self.loggers = trainer, out, start, list(loggers)
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None}
         self.decisions_written = 0
@@ -130,6 +142,8 @@ class _Selection:
             if out is not None:
                 out.save_checkpoint({"model": model, "epoch": t.epoch, "selected": selected}, out.best_checkpoint)
         self.history.append(row)
+        for logger in self.loggers:
+            logger.log_epoch(row)
         if out is not None:
             out.metrics.append(row)
             state = {
@@ -150,6 +164,9 @@ def fit(
     progress: bool = True,
     validation_only: bool = False,
     trust_file: bool = False,
+    loggers: Sequence[EpochLogger] = (),
+    run_info: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> FitResult:
     """Train the whole schedule with ``sampler`` deciding the quantities, select on validation, report test.
 
@@ -158,26 +175,32 @@ def fit(
         sampler: called every ``decision_interval`` iterations with the observation; uniform by default.
         run_dir: where config, metrics, checkpoints and the final report go (None: nothing written).
         resume: continue from ``run_dir``'s last checkpoint when there is one.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (loss and the last validation accuracy beside it).
         validation_only: score only the validation split at the end, without probes; the test split and the
             extra splits are never read (``dus tune``'s trials: a search must not see the test split).
         trust_file: with ``resume``, unpickle the checkpoint instead of reading it as data (logged; only for a
             checkpoint one wrote oneself, e.g. of an older version that only unpickling reads).
+        loggers: get every epoch's row; closed at the end.
+        run_info: more entries for config.json (``dus train`` keeps its sampler spec there for ``--resume``).
+        log: receives one-line messages on what happens ("resuming from epoch k ...").
     """
     t = trainer
     sampler = sampler if sampler is not None else UniformSampler()
     out = RunDir(run_dir) if run_dir is not None else None
-    sel = _Selection(t, out, time.perf_counter())
+    sel = _Selection(t, out, time.perf_counter(), loggers)
     if out is not None:
         if resume and out.last_checkpoint.is_file():
             sel.resume(trust_file)
+            if log is not None:
+                log(f"resuming {out.path} from epoch {t.epoch} of {t.config.epochs} (iteration {t.iteration})")
         else:
             out.metrics.clear()
             out.decisions.clear()
-        out.write_config(run_config(t, sampler))
+        out.write_config({**run_config(t, sampler), **(run_info or {})})
 
     bar = tqdm(total=t.total_iterations, initial=t.iteration, disable=not progress, unit="it", leave=False)
     t.epoch_callbacks.append(sel.on_epoch_end)
+    shown_epoch = t.epoch
     try:
         while not t.done:
             if t.controller.decision_due:
@@ -186,10 +209,14 @@ def fit(
                 sel.log_decision(q, obs.cumulative)
             ran = t.run_iterations(t.decision_left)
             bar.update(ran)
-            bar.set_postfix(epoch=t.epoch)
+            # drawn at once when an epoch ends (its validation accuracy), else at the bar's own pace
+            bar.set_postfix(_progress_fields(t, sel.history), refresh=t.epoch != shown_epoch)
+            shown_epoch = t.epoch
     finally:
         t.epoch_callbacks.remove(sel.on_epoch_end)
         bar.close()
+        for logger in loggers:
+            logger.close()
 
     if sel.best["model"] is not None:
         t.model.load_state_dict(sel.best["model"])
@@ -221,3 +248,14 @@ def fit(
         }
         out.write_final(report)
     return result
+
+
+def _progress_fields(trainer: Trainer, history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the progress bar shows: the epoch, this epoch's mean fusion loss, the last validation accuracy."""
+    fields: dict[str, Any] = {"epoch": trainer.epoch}
+    loss = trainer.running_losses().get("fused")
+    if loss is not None:
+        fields["loss"] = f"{loss:.3f}"
+    if history:
+        fields["val_acc"] = f"{100 * history[-1]['val/fused_acc']:.1f}%"
+    return fields

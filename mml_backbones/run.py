@@ -147,9 +147,13 @@ class Run:
             self.loss_sums[k] = self.loss_sums.get(k, 0.0) + v
         self.loss_count += 1
 
+    def running_losses(self) -> dict[str, float]:
+        """Mean of each logged term since the last ``pop_losses``."""
+        return {k: v / max(1, self.loss_count) for k, v in self.loss_sums.items()}
+
     def pop_losses(self) -> dict[str, float]:
         """Mean of each logged term since the last call, then reset."""
-        out = {k: v / max(1, self.loss_count) for k, v in self.loss_sums.items()}
+        out = self.running_losses()
         self.loss_sums, self.loss_count = {}, 0
         return out
 

@@ -40,8 +40,12 @@ class Trainer(TrainingCore):
         progress: bool = True,
         validation_only: bool = False,
         trust_file: bool = False,
+        **options: Any,
     ) -> FitResult:
-        """Train the whole schedule with ``sampler``, select on validation, report test (see ``fit.fit``)."""
+        """Train the whole schedule with ``sampler``, select on validation, report test (see ``fit.fit``).
+
+        ``options``: ``fit.fit``'s loggers, run_info and log.
+        """
         return fit(
             self,
             sampler,
@@ -50,4 +54,5 @@ class Trainer(TrainingCore):
             progress=progress,
             validation_only=validation_only,
             trust_file=trust_file,
+            **options,
         )

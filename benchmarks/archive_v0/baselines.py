@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from agents.heuristic import V0_HEURISTIC
 from benchmarks.grid import Cell, run_grid
 from benchmarks.report import mean_std_table
 from mml_backbones.methods import METHODS
@@ -46,7 +47,8 @@ def cells(datasets: list[str], seeds: int, epochs: int, methods: list[str]) -> l
                 for m in d["modalities"]:
                     out.append(Cell(group=f"{m} alone", method="joint", modalities=(m,), **common))
             for method in [m for m in methods if m != "alone"]:
-                base, sampler = ("mie", "heuristic") if method == "mie+heuristic" else (method, "uniform")
+                # the first release's heuristic (gamma 1, free budget), written out: "heuristic" now means v1's
+                base, sampler = ("mie", V0_HEURISTIC) if method == "mie+heuristic" else (method, "uniform")
                 fusion = method_fusion(base)
                 # these rows were recorded naming a fusion only where it is not concat; the keys must stay theirs
                 trainer = {} if fusion == "concat" else {"model": {"fusion": fusion}}

@@ -110,12 +110,14 @@ def train_policies(plan: Plan, modality_counts: set[int]) -> dict[tuple[int, str
 
 def sampler_specs(plan: Plan, m: int, policies: dict[tuple[int, str], Path]) -> dict[str, str]:
     """Sampler name -> spec for runs with ``m`` modalities."""
+    from agents.heuristic import V0_HEURISTIC
+
     specs = {}
     for s in plan.samplers:
         if s in ("ppo", "reinforce"):
             specs[s] = f"policy:{policies[(m, s)].resolve()}"
-        else:
-            specs[s] = s
+        else:  # this v0 benchmark's heuristic is the first release's (gamma 1, free budget), not v1's default
+            specs[s] = V0_HEURISTIC if s == "heuristic" else s
     return specs
 
 

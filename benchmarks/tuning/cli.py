@@ -15,13 +15,14 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.tuning.rows import policy_name
 from benchmarks.tuning.space import SharedSpace, parse_range, space_with
 from mml_backbones.errors import ConfigError, DUSError
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `dus --help` imports this module to list `dus tune`
+    import pandas as pd
 
 #: the rows of the tuned table (issue 20; the best learned policy is added per world on the command line)
 DEFAULT_ROWS = ("joint", "concat", "ogm_ge", "mie", "mla", "remix", "valuation", "mmpareto", "joint+heuristic")
@@ -86,6 +87,8 @@ def _rows(args: argparse.Namespace) -> list[str]:
 
 def space_table(rows: list[Any], space: SharedSpace) -> pd.DataFrame:
     """Every row's parameters: range and paper default (trial 0)."""
+    import pandas as pd
+
     out = []
     for row in rows:
         paper = row.paper_params(space)
@@ -106,6 +109,8 @@ def space_table(rows: list[Any], space: SharedSpace) -> pd.DataFrame:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Check, search, retrain and report, as the arguments ask."""
+    import pandas as pd
+
     from benchmarks.tuning.retrain import current, retrain, retrain_cells
     from benchmarks.tuning.rows import check_knobs, parse_row, preflight
     from benchmarks.tuning.study import open_studies, tune

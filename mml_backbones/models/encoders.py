@@ -75,6 +75,11 @@ class Conv1dEncoder(Encoder):
         super().__init__(input_shape, feature_dim)
         if len(self.input_shape) != 2:
             raise ConfigError(f"cnn1d needs inputs of shape (channels, time), got {self.input_shape}")
+        if self.input_shape[1] < 2 ** len(channels):  # each block halves the time axis; none may reach 0
+            raise ConfigError(
+                f"cnn1d needs at least {2 ** len(channels)} time steps for its {len(channels)} pooling blocks, got "
+                f"input shape {self.input_shape}"
+            )
         layers: list[nn.Module] = []
         c_in = self.input_shape[0]
         for c in channels:

@@ -70,7 +70,16 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(trained_ppo, tmp_pat
         PolicySampler(tmp_path / "none.zip")
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"PK\x03\x04 torn")
-    with pytest.raises(DataError, match="not a valid policy"):
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        PolicySampler(bad)
+    # a real policy cut short: zipfile would open a zip nested inside it and call the file "not a DUS policy"
+    data = trained_ppo.final.read_bytes()
+    for size in (len(data) // 2, len(data) - 100):
+        bad.write_bytes(data[:size])
+        with pytest.raises(DataError, match=r"not a valid policy .zip \(truncated or corrupt"):
+            PolicySampler(bad)
+    bad.write_text("not a zip at all")
+    with pytest.raises(DataError, match="not a valid policy .zip"):
         PolicySampler(bad)
     foreign = tmp_path / "foreign.zip"
     model, _ = load_policy(trained_ppo.final)

@@ -105,7 +105,7 @@ def test_sampler_is_called_exactly_every_decision_interval():
 
 
 def test_heuristic_gives_more_samples_to_the_modality_with_the_lower_score():
-    c = DUSController(["a", "b"], sampler="heuristic:gamma=2", batch_size=64, decision_interval=1)
+    c = DUSController(["a", "b"], sampler="heuristic:gamma=2,budget=free", batch_size=64, decision_interval=1)
     assert c.quantities() == {"a": 64, "b": 64}  # no statistics yet: ratio 1
     c.update_scores({"a": 0.8, "b": 0.4})
     q = c.quantities()

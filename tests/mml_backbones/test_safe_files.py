@@ -254,11 +254,12 @@ def test_a_poisoned_run_checkpoint_is_refused_by_dus_train_resume(tmp_path, caps
     assert main(args) == 0
     _poison(tmp_path / "run" / "checkpoints" / "last.pt", marker)
     capsys.readouterr()
-    assert main([*args, "--resume"]) == 2
+    # the run is finished: resuming it means extending it (--epochs 2), which reads the checkpoint
+    assert main([*args, "--resume", "--epochs", "2"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]  # after the line that describes the run
     assert error.startswith("dus: error: cannot read checkpoint") and "io.open" in error
     assert not marker.exists()
-    assert main([*args, "--resume", "--trust-file"]) == 0  # the hatch unpickles (the payload is live)
+    assert main([*args, "--resume", "--epochs", "2", "--trust-file"]) == 0  # the hatch unpickles (the payload is live)
     assert marker.exists()
 
 
