@@ -6,7 +6,7 @@
                                   ``dus headroom``
     downstream  [20_000, 30_000)  fresh ``Trainer.fit`` runs that report test accuracy (``dus demo``, benchmarks)
     selection   [30_000, 40_000)  the evaluation callback that picks the checkpoint kept during training
-    tuning      [40_000, 50_000)  hyper-parameter search trials (``dus tune``): trial slot k trains on seed 40_000 + k,
+    tuning      [50_000, 60_000)  hyper-parameter search trials (``dus tune``): trial slot k trains on seed 50_000 + k,
                                   scored on validation; the tuned configurations are then retrained on downstream seeds
 
 Selection is apart from eval: a checkpoint chosen on the seeds that then score it would be scored with a bias.
@@ -22,7 +22,7 @@ SEED_RANGES: dict[str, tuple[int, int]] = {
     "eval": (10_000, 20_000),
     "downstream": (20_000, 30_000),
     "selection": (30_000, 40_000),
-    "tuning": (40_000, 50_000),
+    "tuning": (50_000, 60_000),
 }
 TRAIN_SEED_RANGE = SEED_RANGES["train"]
 EVAL_SEED_BASE = SEED_RANGES["eval"][0]

@@ -2,7 +2,7 @@
 
 Choices, and why:
 
-- **Slots and seeds.** A row's budget is ``trials`` slots. Slot k trains on tuning seed 40_000 + k (dus_env.seeds),
+- **Slots and seeds.** A row's budget is ``trials`` slots. Slot k trains on tuning seed 50_000 + k (dus_env.seeds),
   the same k for every row (common random numbers), never a downstream or evaluation seed. Slot 0 is the paper
   default (``Row.paper_params``), enqueued when the study is made.
 - **Reproducible.** Each ask uses a fresh ``TPESampler`` seeded from (seed, slot); TPE keeps no other state, so a

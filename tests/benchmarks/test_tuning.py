@@ -106,7 +106,7 @@ def test_validation_only_fit_never_reads_the_test_split(tiny_config, forbid_test
 
 def test_a_real_trial_scores_validation_of_the_kept_epoch():
     world, rows, space = setup(("joint",))
-    cell = rows[0].cell(world, rows[0].paper_params(space), space, 40_000, "joint")
+    cell = rows[0].cell(world, rows[0].paper_params(space), space, 50_000, "joint")
     out = run_trial(cell)
     assert out["value"] == out["val/fused_acc"] and out["best_epoch"] == 1 and out["seconds"] > 0
 
