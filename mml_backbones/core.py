@@ -130,6 +130,8 @@ class TrainingCore(ScheduleProgress):
             self.optimizers = [
                 build_optimizer(param_groups(r.model, r.config.optim), r.config.optim) for r in self.runs
             ]
+        #: whether anything reads a run's own gradient after a vectorised step (its rows are then bound)
+        self._row_grads = not self.shared_optimizer or any(c.optim.grad_clip is not None for c in configs)
         self.schedulers = [
             build_scheduler(opt, cfg.optim, cfg.epochs)
             for opt, cfg in zip(self.optimizers, configs[: len(self.optimizers)])
@@ -352,7 +354,8 @@ class TrainingCore(ScheduleProgress):
         total = sum(v.sum() for v in losses.values() if v.requires_grad)
         if isinstance(total, torch.Tensor):
             total.backward()
-        self.stack.bind_row_grads()  # per-run clipping and per-run optimisers read the rows
+        if self._row_grads:  # per-run clipping and per-run optimisers read the rows
+            self.stack.bind_row_grads()
         scores = packed.scores(logits)
         values = {name: v.detach().double().tolist() for name, v in losses.items()}
         return [({name: vals[k] for name, vals in values.items()}, scores[k]) for k in range(self.num_runs)]
