@@ -286,7 +286,7 @@ def _row_processes(env_id: str, k: int, threads: int, processes: int) -> dict[st
     parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in running]
     if any(p.returncode for p in running):
         raise RuntimeError(f"a batched row failed: {args}")
-    row = {key: sum(part[key] for part in parts) for key in ("peak", "train_rate", "env_steps")}
+    row = {key: sum(part[key] for part in parts) for key in ("peak", "train_rate", "env_steps", "step_flops")}
     row.update({key: sum(part[key] for part in parts) for key in ("memory_mib", "rss_mib")})
     return {**parts[0], **row, "k": k, "processes": processes}
 
@@ -363,8 +363,9 @@ def batched_table(env_id: str, ks: list[int], threads: list[int], processes: int
     for r in rows:
         if "share_matmul" in r:
             lines.append(
-                f"Where the training time goes at K = {r['k'] // r['processes']}, {r['threads']} thread(s) "
-                "(torch.profiler, self CPU time of the training loop): batched matmuls "
+                f"Where the training time goes at K = {r['k'] // r['processes']}, {r['threads']} thread(s)"
+                + (f" (one of the {r['processes']} processes of row {r['k']}) " if r["processes"] > 1 else " ")
+                + "(torch.profiler, self CPU time of the training loop): batched matmuls "
                 f"{r['share_matmul']:.0%}, optimiser step {r['share_optimizer']:.0%}, everything else "
                 f"{r['share_other']:.0%}."
             )
