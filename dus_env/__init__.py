@@ -4,7 +4,9 @@ Importing the package registers the environment ids (``gymnasium.make(id, **over
 DUSEnvConfig field and any TrainerConfig field by name):
 
 v1, the papers' regime (SGD lr 1e-3, momentum 0.9, weight decay 1e-4; equal-budget actions; the paired reward
-against a uniform reference run, scored on the whole validation split; the observation that describes learning):
+against a uniform reference run, scored by the validation score of the epoch ``fit`` keeps on the whole
+validation split (``paired_selected_val``; ``reward="paired_val_acc"`` is the last-evaluation score the first v1
+tables used); the observation that describes learning):
 
     dus_env/DUS-v1            synthetic "mild" (strong + weak modality), joint, 12 epochs, a step every 47 iterations
     dus_env/DUS-Strong-v1     synthetic "strong" (stronger imbalance), the same schedule
@@ -45,7 +47,7 @@ V1: dict[str, Any] = {
     "val_max_samples": None,
     "action_budget": "equal",
     "reference": True,
-    "reward": "paired_val_acc",
+    "reward": "paired_selected_val",
     "observation_features": LEARNING_FEATURES,
 }
 #: a four-step environment on 256 training samples, for tests and smoke runs (DUS-Tiny-v0 / -v1)

@@ -16,8 +16,12 @@ Seeds: ``reset(seed=s)`` gives member i the training seed s + i (a list gives on
 episodes draw from member i's generator as ``DUSEnv`` does; a first reset without a seed uses ``config.seed + i``
 (not ``config.seed`` for all, which would train K copies of one run).
 
-Outside the batched scope (``mml_backbones.batched_model.unsupported_reason``) ``make_batched`` falls back to
-``gymnasium.vector.SyncVectorEnv`` of ordinary ``DUSEnv``s with a warning that says why.
+The kept epoch's score of the ``*_selected_*`` rewards is read at step ends, so a batched environment needs every
+epoch end to be a step end (the decision interval divides an epoch, as in the v1 synthetic worlds) and
+``selection_metric="fused_acc"``; the validation-context observation features are not batched.
+
+Outside the batched scope (``mml_backbones.batched_model.unsupported_reason``, and the above) ``make_batched``
+falls back to ``gymnasium.vector.SyncVectorEnv`` of ordinary ``DUSEnv``s with a warning that says why.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from dus_env.config import DUSEnvConfig, make_config
 from dus_env.env import DUSEnv
 from dus_env.rewards import compute_reward
 from mml_backbones.batched_model import BatchedTrainer, OutOfScopeError, unsupported_reason
-from mml_backbones.observation import DiscrepancyObservation
+from mml_backbones.observation import VALIDATION_FEATURES, DiscrepancyObservation
 
 Metrics = dict[str, float]
 
@@ -67,7 +71,7 @@ class BatchedDUSEnv(VectorEnv):
         # the single environment, never reset: it loads the data once and defines spaces and action mapping
         self.template = DUSEnv(self.config)
         self.splits = self.template.splits
-        reason = unsupported_reason(self.config.trainer, self.splits)
+        reason = unsupported_reason(self.config.trainer, self.splits) or self._selection_reason()
         if reason is not None:
             raise OutOfScopeError(f"not batched: {reason}")
         self.modalities = self.template.modalities
@@ -86,6 +90,10 @@ class BatchedDUSEnv(VectorEnv):
         self._val: list[Metrics] = []
         self._ref_val: list[Metrics] | None = None
         self._autoreset = False
+        # per member (agents, then references): the kept epoch's score (DUSEnv's ScoredRun, at step ends)
+        self._initial = np.zeros(0)
+        self._best = np.zeros(0)
+        self._best_epoch = np.zeros(0, dtype=np.int64)
 
     # ------------------------------------------------------------------------------------------ Gymnasium
     def reset(
@@ -149,7 +157,7 @@ class BatchedDUSEnv(VectorEnv):
         # the reference runs of the paired rewards are the agents' runs again (same config and seed): K more members
         members = train_seeds * (2 if c.reference else 1)
         self.trainer = BatchedTrainer([c.trainer_config(s) for s in members], splits=self.splits)
-        self._split(self.trainer.evaluate_val())
+        self._split(self._scored(self.trainer.evaluate_val(), start=True))
         return self._observations(), self._infos(None, None)
 
     def advance(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
@@ -169,13 +177,44 @@ class BatchedDUSEnv(VectorEnv):
         t.decide(q)
         t.run_iterations(self.config.trainer.decision_interval)
         before, ref_before = self._val, self._ref_val
-        self._split(t.evaluate_val())
+        self._split(self._scored(t.evaluate_val()))
         obs_list = t.observations()[: self.num_envs]
         terminated = np.full(self.num_envs, t.done)
         rewards = np.array([self._reward(i, before, ref_before, obs_list[i]) for i in range(self.num_envs)])
         return self._observations(obs_list), rewards, terminated, self._infos(q, t.pop_train_losses())
 
     # ------------------------------------------------------------------------------------------- internals
+    def _selection_reason(self) -> str | None:
+        """Why the kept epoch's score cannot be followed here (it is read at step ends only), or None."""
+        t = self.config.trainer
+        if t.selection_metric != "fused_acc":
+            return f"selection_metric {t.selection_metric!r} (batched runs select on fused_acc)"
+        per_epoch = t.iterations_per_epoch or -(-len(self.splits.train) // t.batch_size)
+        if per_epoch % t.decision_interval:
+            return (
+                f"decision_interval {t.decision_interval} does not divide the {per_epoch} iterations of an epoch "
+                "(batched runs read the kept epoch's score at step ends)"
+            )
+        needs = [f for f in t.observation_features if f in VALIDATION_FEATURES]
+        return f"observation features {needs} (batched runs have no epoch-end validation context)" if needs else None
+
+    def _scored(self, metrics: list[Metrics], start: bool = False) -> list[Metrics]:
+        """``metrics`` with each member's ``selected`` score and ``selected_epoch``, as ``ScoredRun`` adds them."""
+        t = self.trainer
+        assert t is not None
+        acc = np.array([m["fused_acc"] for m in metrics])
+        if start:
+            self._initial, self._best = acc.copy(), np.full(len(acc), -np.inf)
+            self._best_epoch = np.zeros(len(acc), dtype=np.int64)
+        elif t.iteration % t.iterations_per_epoch == 0:  # an epoch end (every one is a step end here)
+            better = acc > self._best
+            self._best = np.where(better, acc, self._best)
+            self._best_epoch = np.where(better, t.epoch, self._best_epoch)
+        kept = np.where(self._best_epoch > 0, self._best, self._initial)
+        return [
+            {**m, "selected": float(k), "selected_epoch": float(e)} for m, k, e in zip(metrics, kept, self._best_epoch)
+        ]
+
     def _split(self, metrics: list[Metrics]) -> None:
         """Agent members' metrics first, then the reference members'."""
         self._val = metrics[: self.num_envs]

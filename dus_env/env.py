@@ -9,7 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from dus_env.config import DUSEnvConfig, make_config
-from dus_env.reference import Metrics, ReferenceRun, validation_metrics
+from dus_env.reference import Metrics, ReferenceRun, ScoredRun
 from dus_env.rewards import compute_reward
 from mml_backbones.data.dataset import DatasetSplits
 from mml_backbones.data.registry import load_dataset
@@ -61,11 +61,16 @@ class DUSEnv(gym.Env):
 
     ## Rewards
 
-    ``paired_val_acc`` (v1 default): with ``reference=True`` the environment advances, beside the agent's run, a
-    reference run with the uniform equal-budget quantities (B each) from the same TrainerConfig and seed, so the
-    same initial weights and data order (common random numbers). The reward is 100 x the change over the step of
-    (agent's fused validation accuracy - the reference's): the return is the final advantage over uniform in
-    percentage points, and the uniform action earns exactly 0 at every step. ``paired_val_loss``: the same with
+    ``paired_selected_val`` (v1 default): with ``reference=True`` the environment advances, beside the agent's
+    run, a reference run with the uniform equal-budget quantities (B each) from the same TrainerConfig and seed,
+    so the same initial weights and data order (common random numbers). Each run is scored by the validation
+    score of the epoch ``fit`` would keep (the best so far over completed epoch ends, by ``selection_metric``,
+    on the validation rows ``val_max_samples`` names: the whole split in v1), not the last epoch's. The reward is
+    100 x the change over the step of (agent's kept score - the reference's): the return is the difference of
+    the two runs' ``Trainer.fit(...).val[selection_metric]`` in percentage points, and the uniform action earns
+    exactly 0 at every step. ``selected_val``: 100 x the change of the agent's kept score (no reference run).
+    ``paired_val_acc`` (v1's default before the kept score): the same pairing with the last evaluation's fused
+    validation accuracy, kept to reproduce the tables made with it. ``paired_val_loss``: the same with
     minus the fused validation cross-entropy. ``delta_val_acc`` (v0 default): 100 x the change of fused
     validation accuracy since the previous step, so the return is the accuracy gained. ``final_val_acc``: 100 x
     the final validation accuracy at the last step, 0 before. ``balance``: ``delta_val_acc`` minus
@@ -87,8 +92,9 @@ class DUSEnv(gym.Env):
 
     ## Info
 
-    ``val/fused_acc``, ``val/fused_loss`` (cross-entropy) and ``val/acc/<m>`` (unimodal heads); with the
-    reference run the same as ``reference/val/...`` (e.g. ``reference/val/fused_acc``); ``quantities``,
+    ``val/fused_acc``, ``val/fused_loss`` (cross-entropy) and ``val/acc/<m>`` (unimodal heads) now,
+    ``val/selected`` (the kept epoch's score, see Rewards) and ``val/selected_epoch`` (0 before the first epoch
+    end); with the reference run the same as ``reference/val/...`` (e.g. ``reference/val/selected``); ``quantities``,
     ``samples`` (consumed so far), ``cumulative`` and ``last`` (raw statistics), ``iteration``, ``epoch``,
     ``train_seed``, ``train_losses``.
 
@@ -102,6 +108,8 @@ class DUSEnv(gym.Env):
 
     ## Version History
 
+    * v1 (issue 18): the default reward is ``paired_selected_val``, scored on the epoch ``fit`` keeps; the v1
+      tables made before it used ``paired_val_acc`` (last evaluation), still available by name.
     * v1: the papers' regime (SGD lr 1e-3, momentum 0.9, weight decay 1e-4, 12 epochs), equal-budget actions
       (the action reallocates M x B), the paired reward against the uniform reference run, the observation that
       describes learning (speed, loss, allocation), rewards on the whole validation split.
@@ -111,11 +119,17 @@ class DUSEnv(gym.Env):
 
     metadata = {"render_modes": []}  # noqa: RUF012 - the Gymnasium convention is a class-level dict
 
-    def __init__(self, config: DUSEnvConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: DUSEnvConfig | dict[str, Any] | None = None,
+        splits: DatasetSplits | None = None,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
         self.config = make_config(config, **overrides)
         t = self.config.trainer
-        splits = load_dataset(t.dataset, **t.dataset_options)
+        # splits: the dataset already loaded from the same options (an instance family shares its loads)
+        splits = splits if splits is not None else load_dataset(t.dataset, **t.dataset_options)
         self.splits: DatasetSplits = splits.select_modalities(t.modalities) if t.modalities else splits
         self.modalities = self.splits.modality_names
         self.mapper = self.config.action_mapper(len(self.modalities))
@@ -129,6 +143,7 @@ class DUSEnv(gym.Env):
         self._ref_val: Metrics | None = None
         self._first_reset = True
         self._train_seed: int | None = None
+        self._scored: ScoredRun
 
     # ------------------------------------------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -144,6 +159,7 @@ class DUSEnv(gym.Env):
         self._train_seed = train_seed
         config = self.config.trainer_config(train_seed)
         self.trainer = Trainer(config, splits=self.splits)
+        self._scored = ScoredRun(self.trainer)
         self._val = self._validate()
         self._ref_val = self.reference.reset(config) if self.reference is not None else None
         return self.trainer.observation_vector(), self._info(self._val, self._ref_val, None)
@@ -203,8 +219,7 @@ class DUSEnv(gym.Env):
             raise RuntimeError("the episode has ended; call reset()")
 
     def _validate(self) -> Metrics:
-        assert self.trainer is not None
-        return validation_metrics(self.trainer, self.config.trainer.val_max_samples)
+        return self._scored.metrics()
 
     def _info(self, val: Metrics, ref: Metrics | None, q: dict[str, int] | None) -> dict[str, Any]:
         assert self.trainer is not None

@@ -149,7 +149,7 @@ def test_make_vec_episodes_match_gym_make_episodes():
         np.testing.assert_allclose(np.array(got[1])[:, i], rewards_i, atol=1e-3)
         for t, info_t in enumerate(infos_i):
             assert got[2][t]["train_seed"][i] == info_t["train_seed"] == 7 + i
-            for key in ("val/fused_acc", "reference/val/fused_acc"):
+            for key in ("val/fused_acc", "reference/val/fused_acc", "val/selected", "reference/val/selected"):
                 assert abs(got[2][t][key][i] - info_t[key]) <= 0.001  # a tenth of a point
             if t:
                 assert {m: got[2][t]["quantities"][m][i] for m in env.modalities} == info_t["quantities"]
@@ -211,6 +211,14 @@ def test_out_of_scope_configurations_fall_back_with_a_reason():
     venv.close()
     with pytest.raises(OutOfScopeError, match="ogm_ge"):
         BatchedDUSEnv(2, None, **{**dus_env.V1, **dus_env.TINY, "method": "ogm_ge"})
+    # the kept epoch's score is read at step ends: an epoch end inside a step, or the validation context, is not
+    tiny = {**dus_env.V1, **dus_env.TINY}
+    with pytest.raises(OutOfScopeError, match="does not divide the 8 iterations"):
+        BatchedDUSEnv(2, None, **{**tiny, "decision_interval": 3})
+    with pytest.raises(OutOfScopeError, match="val_acc"):
+        BatchedDUSEnv(2, None, **{**tiny, "observation_features": ("cumulative", "val_acc")})
+    with pytest.raises(OutOfScopeError, match="macro_f1"):
+        BatchedDUSEnv(2, None, **{**tiny, "selection_metric": "macro_f1"})
 
 
 def test_stacked_model_forward_matches_each_model():
