@@ -22,6 +22,7 @@ they finish; a re-run skips them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from agents.evaluation import paired_difference, run_episode
 from agents.heuristic import HeuristicSampler
 from dus_env.env import DUSEnv
 from dus_env.seeds import gate_seeds
+from mml_backbones.errors import ConfigError
 from mml_backbones.observation import DiscrepancyObservation
 from mml_backbones.run_dir import CsvLog
 
@@ -113,6 +115,20 @@ def schedules(modalities: Sequence[str], batch_size: int) -> list[Schedule]:
     return out
 
 
+def core_schedules(modalities: Sequence[str], batch_size: int, gamma: float = 2.0) -> list[Schedule]:
+    """The probes an oracle needs: uniform, every constant share of the grid, and the heuristic (gamma 2).
+
+    The instance oracles (``agents.oracle``) run these; ``dus headroom --probes core`` runs them on a world
+    (about half the episodes of the full gate: no two-phase schedules, one gamma, no extra compute).
+    """
+    b = batch_size
+    heuristic = Schedule(f"heuristic gamma {gamma:g}", "equal budget", HeuristicSampler(gamma, "equal"), "heuristic")
+    return [uniform_schedule(modalities, b), *constant_shares(modalities, b), heuristic]
+
+
+PROBES = {"full": schedules, "core": core_schedules}
+
+
 def run_schedules(
     env: DUSEnv,
     probes: Sequence[Schedule],
@@ -127,19 +143,29 @@ def run_schedules(
         for seed in seeds:
             if done is not None and (s.name, seed) in done:
                 continue
+            wall, cpu = time.perf_counter(), time.process_time()
             ep = run_episode(env, s.sampler, seed)
             row = {**key, "schedule": s.name, "block": s.block, "kind": s.kind, "seed": seed}
+            row["seconds"], row["cpu_seconds"] = time.perf_counter() - wall, time.process_time() - cpu
             row[SCORE], row["selected_epoch"], row[LAST_SCORE] = ep.selected_val, ep.selected_epoch, ep.final_val_acc
             row["samples_per_iteration"] = float(np.mean([sum(q.values()) for q in ep.quantities]))
             row.update({f"mean_n/{m}": float(np.mean([q[m] for q in ep.quantities])) for m in env.modalities})
+            row.update({f"S/{m}": ep.cumulative[-1][m] for m in env.modalities})  # the final S_t(m)
             rows.append(row)
             if log is not None:
                 log.append(row)
     return rows
 
 
-def run_gate(env_id: str, seeds: int = 8, csv: str | Path | None = None, **env_kwargs: Any) -> pd.DataFrame:
-    """Run (or finish) the gate's episodes on ``env_id`` on the first ``seeds`` gate seeds; one row per episode."""
+def run_gate(
+    env_id: str, seeds: int = 8, csv: str | Path | None = None, probes: str = "full", **env_kwargs: Any
+) -> pd.DataFrame:
+    """Run (or finish) the gate's episodes on ``env_id`` on the first ``seeds`` gate seeds; one row per episode.
+
+    ``probes``: "full" (``schedules``) or "core" (``core_schedules``: uniform, constant shares, heuristic gamma 2).
+    """
+    if probes not in PROBES:
+        raise ConfigError(f"unknown probe set {probes!r}; valid: {list(PROBES)}")
     import gymnasium as gym
 
     import dus_env  # noqa: F401 - registers the ids
@@ -149,8 +175,10 @@ def run_gate(env_id: str, seeds: int = 8, csv: str | Path | None = None, **env_k
     log = CsvLog(Path(csv)) if csv is not None else None
     rows = [r for r in log.read() if r.get("env_id") == env_id] if log is not None else []
     done = {(r["schedule"], int(r["seed"])) for r in rows}
-    probes = schedules(env.modalities, env.config.trainer.batch_size)
-    rows += run_schedules(env, probes, gate_seeds(seeds), {"env_id": env_id}, log, done)
+    chosen = PROBES[probes](env.modalities, env.config.trainer.batch_size)
+    rows += run_schedules(env, chosen, gate_seeds(seeds), {"env_id": env_id}, log, done)
+    names = {s.name for s in chosen}
+    rows = [r for r in rows if r["schedule"] in names]
     return numeric_rows(rows, gate_seeds(seeds))
 
 
@@ -159,7 +187,9 @@ def numeric_rows(rows: Sequence[dict[str, Any]], seeds: Sequence[int]) -> pd.Dat
     df = pd.DataFrame(list(rows))
     df["seed"] = df["seed"].astype(int)
     for c in df.columns:
-        if c in (SCORE, LAST_SCORE, "selected_epoch") or c.startswith(("mean_n/", "samples_per")):
+        if c in (SCORE, LAST_SCORE, "selected_epoch", "seconds", "cpu_seconds") or c.startswith(
+            ("mean_n/", "samples_per", "S/")
+        ):
             df[c] = pd.to_numeric(df[c], errors="coerce")  # a CSV shared by worlds leaves others' columns empty
     return df[df["seed"].isin(list(seeds))]
 

@@ -161,6 +161,7 @@ def train_policy(
     vec_env: str = "auto",
     resume: bool = False,
     verbose: int = 0,
+    eval_env_kwargs: dict[str, Any] | None = None,
 ) -> TrainedPolicy:
     """Train a sampling policy with SB3 ``algo`` for ``timesteps`` environment steps.
 
@@ -184,6 +185,8 @@ def train_policy(
             warning).
         resume: continue from the latest checkpoint in ``out_dir``.
         verbose: SB3 verbosity.
+        eval_env_kwargs: overrides of ``env_kwargs`` for the selection environment only, e.g.
+            ``{"sampling": "round_robin"}`` so that an instance family's selection plays every train instance.
     """
     spec = algo_spec(algo)
     out = Path(out_dir)
@@ -212,6 +215,7 @@ def train_policy(
                 "n_envs": n_envs,
                 "seed": seed,
                 "env_kwargs": env_kwargs,
+                "eval_env_kwargs": eval_env_kwargs or {},
                 "hyperparams": {
                     k: v if isinstance(v, int | float | str | bool) else repr(v) for k, v in params.items()
                 },
@@ -253,7 +257,8 @@ def train_policy(
         eval_cb = None
         if eval_episodes > 0:
             # selection seeds, not eval seeds: a checkpoint picked on the seeds that score it would be flattered
-            eval_env = DummyVecEnv([partial(make_env, env_id, env_kwargs, selection_seeds(eval_episodes))])
+            eval_kwargs = {**env_kwargs, **(eval_env_kwargs or {})}
+            eval_env = DummyVecEnv([partial(make_env, env_id, eval_kwargs, selection_seeds(eval_episodes))])
             eval_cb = EvalCallback(
                 eval_env,
                 n_eval_episodes=eval_episodes,

@@ -81,6 +81,12 @@ class BatchedVecEnv(VecEnv):
 def batched_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEnv | None:
     """A monitored BatchedVecEnv for ``env_id``; None, with a warning saying why, outside the batched scope."""
     spec = gym.spec(env_id)
+    if spec.entry_point != "dus_env.env:DUSEnv":  # an instance family runs one instance per environment
+        warnings.warn(
+            f"--vec batched: {env_id} is not a single-world DUSEnv; training on per-process environments instead",
+            stacklevel=2,
+        )
+        return None
     try:
         env = BatchedDUSEnv(n_envs, **{**spec.kwargs, **env_kwargs})
     except OutOfScopeError as e:

@@ -5,8 +5,8 @@ appends every episode to ``results/gate_v1.csv`` as it finishes (a re-run resume
 ``results/gate_v1.md`` each world's table under the kept epoch's score (what ``fit`` reports) and the comparison
 with the last evaluation's score (what the gates before issue 18 reported), on the same episodes.
 
-    python -m benchmarks.headroom --seeds 8                      # all v1 worlds
-    python -m benchmarks.headroom --envs dus_env/DUS-v1 --seeds 8
+    python -m benchmarks.headroom --seeds 6 --probes core        # all v1 worlds (what RESULTS.md 0.8 ran)
+    python -m benchmarks.headroom --envs dus_env/DUS-v1 --seeds 8 --probes full
 
 The first v1 gates (last evaluation, evaluation seeds 10000...) are ``results/headroom_v1.csv`` / ``.md``.
 """
@@ -54,11 +54,12 @@ def main(argv: list[str] | None = None) -> dict[str, bool]:
     p.add_argument("--envs", default=",".join(V1_WORLDS))
     p.add_argument("--seeds", type=int, default=8)
     p.add_argument("--csv", default=str(RESULTS / "gate_v1.csv"))
+    p.add_argument("--probes", default="core", choices=["full", "core"])
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     reports, verdicts = [], {}
     for env_id in args.envs.split(","):
-        df = run_gate(env_id, args.seeds, args.csv)
+        df = run_gate(env_id, args.seeds, args.csv, args.probes)
         table = gate_table(df)
         verdicts[env_id] = verdict(table)
         old = gate_table(df, LAST_SCORE)

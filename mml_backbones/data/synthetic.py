@@ -226,8 +226,8 @@ def _estimate(values: np.ndarray) -> dict[str, float]:
     return {"accuracy": float(values.mean()), "stderr": float(values.std(ddof=1) / np.sqrt(len(values)))}
 
 
-def generate(spec: SyntheticSpec, seed: int = 0) -> DatasetSplits:
-    """Draw train/val/test splits from ``spec`` with sample seed ``seed``."""
+def generate(spec: SyntheticSpec, seed: int = 0, bayes_samples: int = BAYES_MC_SAMPLES) -> DatasetSplits:
+    """Draw train/val/test splits from ``spec`` with sample seed ``seed`` (Bayes accuracy from ``bayes_samples``)."""
     st = _structure(spec)
     class_names = tuple(f"class_{k}" for k in range(spec.num_classes))
     splits = {}
@@ -243,7 +243,9 @@ def generate(spec: SyntheticSpec, seed: int = 0) -> DatasetSplits:
         splits[split] = MultimodalDataset(mods, torch.from_numpy(labels), class_names, name=f"synthetic/{split}")
     info = {
         "description": spec.description,
-        **bayes_info(bayes_accuracy(spec), f"Monte Carlo, E[max_y p(y|x)] over {BAYES_MC_SAMPLES} latent draws"),
+        **bayes_info(
+            bayes_accuracy(spec, bayes_samples), f"Monte Carlo, E[max_y p(y|x)] over {bayes_samples} latent draws"
+        ),
         "spec": asdict(spec),
         "seed": seed,
     }
@@ -259,6 +261,7 @@ def load_synthetic(
     spec: SyntheticSpec | dict[str, Any] | None = None,
     structure_seed: int | None = None,
     modality_options: dict[str, dict[str, Any]] | None = None,
+    bayes_samples: int = BAYES_MC_SAMPLES,
 ) -> DatasetSplits:
     """Load a synthetic preset (or a custom ``spec``), optionally resized and varied.
 
@@ -272,7 +275,10 @@ def load_synthetic(
             same strengths and sizes (what an unseen instance of a family varies).
         modality_options: modality name -> SyntheticModality fields to replace, e.g.
             ``{"weak": {"strength": 0.0}}`` (an uninformative modality).
+        bayes_samples: latent draws of the Monte-Carlo Bayes accuracy (fewer: a faster load, a wider error).
     """
+    if int(bayes_samples) != bayes_samples or bayes_samples < 100:
+        raise ConfigError(f"synthetic bayes_samples must be an integer >= 100, got {bayes_samples!r}")
     if spec is None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown synthetic preset {preset!r}; valid: {sorted(PRESETS)}")
@@ -290,7 +296,7 @@ def load_synthetic(
         if unknown:
             raise ConfigError(f"synthetic modality_options name unknown modality {unknown}; modalities: {names}")
         changes["modalities"] = tuple(_replace_modality(m, modality_options.get(m.name, {})) for m in spec.modalities)
-    splits = generate(replace(spec, **changes) if changes else spec, seed=seed)
+    splits = generate(replace(spec, **changes) if changes else spec, seed=seed, bayes_samples=int(bayes_samples))
     splits.info["preset"] = "custom" if custom or "modalities" in changes else preset
     return splits
 

@@ -57,7 +57,7 @@ def test_rewards_are_zero_until_the_first_epoch_end_and_the_unpaired_return_is_t
 
 def test_validation_features_read_the_latest_epoch_end():
     env = gym.make("dus_env/DUS-Tiny-v1", observation_features=CONTEXT_FEATURES, **OVERFIT).unwrapped
-    low, high = feature_bounds(CONTEXT_FEATURES, 2)
+    low, _ = feature_bounds(CONTEXT_FEATURES, 2)
     assert env.observation_space.shape == low.shape == (2 * 7 + 3,)
     obs, _ = env.reset(seed=3)
     tail = obs[-6:]  # val_acc (2), val_gap (2), val_score, val_drop
@@ -98,4 +98,6 @@ def test_fit_gives_a_sampler_the_same_validation_context_and_resumes_it(tmp_path
     again = Trainer(config, splits=env.splits)
     again.controller.load_state_dict(state)
     assert again.controller.validation is not None
-    np.testing.assert_array_equal(again.observation().vector(CONTEXT_FEATURES), t.observation().vector(CONTEXT_FEATURES))
+    np.testing.assert_array_equal(
+        again.observation().vector(CONTEXT_FEATURES), t.observation().vector(CONTEXT_FEATURES)
+    )
