@@ -26,7 +26,7 @@ import pandas as pd
 from agents.evaluation import paired_difference, run_episode
 from agents.oracle import Oracle, oracle_env
 from dus_env.family import InstanceSet, load_instance_set
-from mml_backbones.samplers import Sampler, make_sampler
+from mml_backbones.samplers import ConstantSampler, Sampler, make_sampler
 
 UNIFORM = "uniform"
 ORACLE = "oracle"
@@ -57,16 +57,20 @@ def evaluate_instances(
     split: str,
     seeds: Sequence[int],
     oracles: Mapping[str, Oracle] | None = None,
+    names: Sequence[str] | None = None,
     **env_kwargs: Any,
 ) -> pd.DataFrame:
     """One row per (instance, sampler, seed): the kept and last validation scores and the mean quantities.
 
     ``samplers``: name -> a sampler, a sampler spec, or ``PerInstance(build)``. "uniform" is
     always played (the pairing); with ``oracles``, each instance's oracle share is played as ``"oracle"``.
+    ``names``: only these instances of the split.
     """
     s = load_instance_set(instance_set)
     rows = []
     for inst in s.split(split):
+        if names is not None and inst.name not in names:
+            continue
         env = oracle_env(s, inst.name, **env_kwargs)
         mods, b = tuple(env.modalities), env.config.trainer.batch_size
         chosen: dict[str, SamplerSource] = {UNIFORM: UNIFORM, **samplers}
@@ -118,3 +122,27 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
     out = scores.groupby("sampler", sort=False).agg(agg)
     out["instances"] = scores.groupby("sampler", sort=False).size()
     return out
+
+
+def best_train_constant(oracles: Mapping[str, Oracle]) -> tuple[tuple[int, ...], float]:
+    """The constant share (quantities by modality position) with the best mean gain over the train instances.
+
+    The baseline a single allocation reaches without reading the run: the same quantities for the first and the
+    second modality of every instance, chosen on the train instances' oracle episodes (gate seeds).
+    """
+    gains: dict[tuple[int, ...], list[float]] = {}
+    for o in oracles.values():
+        if o.split != "train":
+            continue
+        for label, (mean, _, _) in o.shares.items():
+            q = tuple(int(n) for n in label.split(" favoured ")[1].split()[0].split("/"))
+            gains.setdefault(q, []).append(mean)
+    if not gains:
+        raise ValueError("no train instances among the oracles")
+    best = max(gains, key=lambda q: float(np.mean(gains[q])))
+    return best, float(np.mean(gains[best]))
+
+
+def positional_constant(quantities: Sequence[int]) -> PerInstance:
+    """The same quantities by modality position in every instance (whatever the modalities are called)."""
+    return PerInstance(lambda mods, b: ConstantSampler(dict(zip(mods, (int(n) for n in quantities)))))

@@ -149,12 +149,7 @@ class DUSEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start a new training run; its seed is ``seed`` or one drawn from the environment's RNG."""
         super().reset(seed=seed)
-        if seed is not None:
-            train_seed = int(seed)
-        elif self._first_reset:
-            train_seed = self.config.seed
-        else:
-            train_seed = int(self.np_random.integers(*self.config.train_seed_range))
+        train_seed = self.config.episode_seed(seed, self._first_reset, self.np_random)
         self._first_reset = False
         self._train_seed = train_seed
         config = self.config.trainer_config(train_seed)

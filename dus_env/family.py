@@ -298,12 +298,7 @@ class DUSFamilyEnv(gym.Env):
             self._next += 1
         else:
             inst = self.instances[int(self.np_random.integers(len(self.instances)))]
-        if seed is not None:
-            train_seed = int(seed)
-        elif self._first_reset:
-            train_seed = self.config.seed
-        else:
-            train_seed = int(self.np_random.integers(*self.config.train_seed_range))
+        train_seed = self.config.episode_seed(seed, self._first_reset, self.np_random)
         self._first_reset = False
         self.instance, self.current = inst, self._env(inst)
         obs, info = self.current.reset(seed=train_seed)
