@@ -12,7 +12,8 @@ its accuracy is reported beside the majority-class rate. Observations go to ``re
 (a re-run resumes), the table to ``results/family_identifiability.md``.
 
 Feature sets: ``discrepancy`` (cumulative, ratio: what the heuristic reads), ``learning`` (v1's observation),
-``validation`` (the validation context alone, with progress) and ``context`` (all of them: DUS-Family-v1's).
+``validation`` (the validation context alone, with progress) and ``context`` (all of them: DUS-Family-v1's), each
+as the policy sees it (the instance's modality order) and with the lower-S modality first (the labels' frame).
 """
 
 from __future__ import annotations
@@ -106,8 +107,30 @@ def columns(features: tuple[str, ...]) -> list[str]:
     return [c for f in features for c in cols[f]]
 
 
+def lower_score_first(df: pd.DataFrame) -> pd.DataFrame:
+    """The observations with each per-modality feature pair reordered so the modality with the lower S comes first.
+
+    The direction labels are relative to the lower-S modality, which sits first in some instances and second in
+    others; a linear classifier cannot take a minimum over positions, a policy network can. This view asks whether
+    the information is there at all, whatever the position.
+    """
+    from mml_backbones.observation import CONTEXT_FEATURES, FEATURES
+
+    out = df.copy()
+    swap = (df["x1"] < df["x0"]).to_numpy()  # x0, x1: the cumulative scores S of the two modalities
+    for f in CONTEXT_FEATURES:
+        if FEATURES[f][0]:
+            a, b = columns((f,))
+            out.loc[swap, a], out.loc[swap, b] = df.loc[swap, b].to_numpy(), df.loc[swap, a].to_numpy()
+    return out
+
+
 def accuracy_table(df: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
-    """Leave-one-instance-out accuracy of a logistic regression per (feature set, k, policy), and the majority rate."""
+    """Leave-one-instance-out accuracy of a logistic regression per (feature set, k, policy), and the majority rate.
+
+    Each feature set is scored on the observation as the policy sees it (modalities in the instance's order) and
+    with the lower-S modality first (``lower_score_first``, columns ``... (weak first)``).
+    """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import LeaveOneGroupOut, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -122,10 +145,13 @@ def accuracy_table(df: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
             y, groups = part["label"].to_numpy(), part["instance"].to_numpy()
             row: dict[str, Any] = {"actions": policy, "k": int(k), "runs": len(part)}
             row["majority class"] = float(pd.Series(y).value_counts(normalize=True).iloc[0])  # a constant guess
-            for name, features in FEATURE_SETS.items():
-                model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
-                x = part[columns(features)].to_numpy()
-                row[name] = float(cross_val_score(model, x, y, groups=groups, cv=LeaveOneGroupOut()).mean())
+            sorted_part = lower_score_first(part)
+            for view, data in (("", part), (" (weak first)", sorted_part)):
+                for name, features in FEATURE_SETS.items():
+                    model = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+                    x = data[columns(features)].to_numpy()
+                    score = cross_val_score(model, x, y, groups=groups, cv=LeaveOneGroupOut()).mean()
+                    row[name + view] = float(score)
             rows.append(row)
     return pd.DataFrame(rows)
 
