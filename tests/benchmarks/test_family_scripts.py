@@ -40,3 +40,14 @@ def test_timing_is_per_instance():
     df = pd.DataFrame({"instance": ["a", "a", "b"], "seconds": [1.0, 3.0, 2.0], "cpu_seconds": [0.5, 1.5, 1.0]})
     t = timing_table(df)
     assert t.loc["a", "wall s / run"] == 2.0 and t.loc["b", "CPU s / run"] == 1.0
+
+
+def test_the_lower_score_modality_is_put_first_pair_by_pair():
+    from benchmarks.family_identifiability import lower_score_first
+
+    row = {f"x{i}": float(i) for i in range(17)}
+    df = pd.DataFrame([{**row, "x0": 0.5, "x1": 0.2}, {**row, "x0": 0.1, "x1": 0.4}])
+    out = lower_score_first(df)
+    assert out.loc[0, ["x0", "x1", "x2", "x3", "x11", "x12"]].tolist() == [0.2, 0.5, 3.0, 2.0, 12.0, 11.0]
+    assert out.loc[1].tolist() == df.loc[1].tolist()  # already first: unchanged
+    assert out.loc[0, "x10"] == 10.0 and out.loc[0, "x16"] == 16.0  # progress and val_drop are not per modality
