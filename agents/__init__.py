@@ -6,14 +6,14 @@ not pull in Stable-Baselines3.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from mml_backbones.lazy import lazy_getattr
 
 _EXPORTS = {
     "HeuristicSampler": "agents.heuristic",
     "PolicySampler": "agents.policy_sampler",
     "TrainedPolicy": "agents.training",
     "train_policy": "agents.training",
+    "load_algorithm": "agents.policy_io",
     "load_policy": "agents.policy_io",
     "read_metadata": "agents.policy_io",
     "save_policy": "agents.policy_io",
@@ -21,9 +21,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'agents' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

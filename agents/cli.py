@@ -1,4 +1,8 @@
-"""``dus train-policy``, ``dus eval-policy`` and ``dus demo`` (registered through the dus.commands entry point)."""
+"""``dus train-policy``, ``eval-policy``, ``headroom`` and ``demo`` (registered through the dus.commands entry point).
+
+This module is imported by every ``dus`` invocation (``dus --help`` lists its commands), so it imports only the
+standard library and torch-free configs at the top; each command imports what it needs when it runs.
+"""
 
 from __future__ import annotations
 
@@ -8,39 +12,38 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from mml_backbones.cli import TRUST_FILE_HELP
 from mml_backbones.config import parse_options
+
+#: what dus train-policy writes in its run directory (``--overwrite`` removes these and nothing else)
+POLICY_RUN_FILES = ("train_config.json", "policy.zip", "best", "checkpoints", "eval", "logs", "timing.json", "plots")
+#: the short flags of dus train-policy, beside the ones derived from PolicyTrainingConfig
+POLICY_ALIASES = {
+    "env_id": ["--env"],
+    "env_kwargs": ["--env-option"],
+    "hyperparams": ["--hyper"],
+    "vec_env": ["--vec"],
+    "eval_env_kwargs": ["--eval-env-option"],
+}
 
 
 def register_commands(sub: Any) -> None:
     """Add this package's subcommands to the ``dus`` parser."""
-    p = sub.add_parser("train-policy", help="train a sampling policy with Stable-Baselines3 on a DUS environment")
-    p.add_argument("--env", default="dus_env/DUS-v0", help="environment id")
-    p.add_argument("--algo", default="ppo", help="ppo, a2c, reinforce, sac, td3 or dqn (agents.algorithms.ALGOS)")
-    p.add_argument("--timesteps", type=int, default=4096, help="environment steps in total")
-    p.add_argument("--n-envs", type=int, default=1, help="parallel environments (SubprocVecEnv when > 1)")
-    p.add_argument(
-        "--vec",
-        choices=["subproc", "dummy", "batched"],
-        help="how the n-envs environments run: subprocesses (default when > 1), in turn in this process, or "
-        "batched: trained in lockstep in this process on stacked parameters (dus_env.batched)",
+    from agents.policy_config import PolicyTrainingConfig
+    from mml_backbones.cli_config import add_config_flags, add_run_dir_flags
+
+    p = sub.add_parser(
+        "train-policy",
+        help="train a sampling policy with Stable-Baselines3 on a DUS environment",
+        description="Train a sampling policy (every PolicyTrainingConfig field is a flag). Flags not given keep "
+        "their default, or, with --resume, the run's saved train_config.json.",
     )
-    p.add_argument("--out", default="runs/policy", help="run directory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig override")
-    p.add_argument(
-        "--eval-env-option",
-        action="append",
-        metavar="KEY=VALUE",
-        help="override for the selection environment only (e.g. sampling=round_robin for an instance family)",
-    )
-    p.add_argument("--hyper", action="append", metavar="KEY=VALUE", help="algorithm hyper-parameter override")
-    p.add_argument("--eval-episodes", type=int, default=4, help="held-out episodes per evaluation (0: none)")
-    p.add_argument("--eval-freq", type=int, help="steps between evaluations")
-    p.add_argument("--checkpoint-freq", type=int, help="steps between checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    p.add_argument("--no-progress", action="store_true")
+    add_config_flags(p, PolicyTrainingConfig, aliases=POLICY_ALIASES)
+    g = p.add_argument_group("run directory")
+    g.add_argument("--out", default="runs/policy", help="run directory (must be empty, or give --resume/--overwrite)")
+    add_run_dir_flags(g, "train_config.json", "--timesteps may grow to train on")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.set_defaults(func=cmd_train_policy)
 
     p = sub.add_parser("eval-policy", help="score a policy (and baselines) on held-out environment seeds")
@@ -51,10 +54,10 @@ def register_commands(sub: Any) -> None:
     p.add_argument(
         "--compare",
         default="uniform,heuristic",
-        help="baseline samplers to score too, comma-separated, e.g. 'uniform,heuristic:gamma=2,budget=equal' "
-        "('' for none)",
+        help="baseline samplers to score too, comma-separated ('heuristic' is v1's: gamma 2, equal budget; "
+        "'uniform,heuristic:gamma=1,budget=free' for v0's; '' for none)",
     )
-    p.add_argument("--env-option", action="append", metavar="KEY=VALUE")
+    p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig / TrainerConfig field")
     p.add_argument("--csv", help="write one row per (sampler, seed) here")
     p.add_argument(
         "--instances",
@@ -63,6 +66,8 @@ def register_commands(sub: Any) -> None:
         "oracle share (agents.family_eval)",
     )
     p.add_argument("--instance-set", default="two_modal", help="with --instances: a shipped set's name or a .json")
+    p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_policy)
 
     p = sub.add_parser("headroom", help="is there a sampler that beats uniform in this world? (the headroom gate)")
@@ -76,6 +81,7 @@ def register_commands(sub: Any) -> None:
         help="full: every probe; core: uniform, the constant shares and the heuristic (gamma 2), as an oracle",
     )
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig / TrainerConfig field")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_headroom)
 
     p = sub.add_parser(
@@ -91,7 +97,8 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--n-envs", type=int, default=2, help="with --train: parallel environments")
     p.add_argument("--env-seeds", type=int, default=10, help="held-out environment seeds (10000...)")
     p.add_argument("--seeds", type=int, default=5, help="unseen downstream seeds")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
 
@@ -99,36 +106,73 @@ def cmd_headroom(args: argparse.Namespace) -> int:
     """dus headroom."""
     from agents.headroom import format_gate, gate_table, run_gate
 
-    df = run_gate(args.env, args.seeds, args.csv, args.probes, **parse_options(args.env_option))
+    df = run_gate(
+        args.env,
+        args.seeds,
+        args.csv,
+        args.probes,
+        progress=not args.no_progress,
+        **parse_options(args.env_option),
+    )
     print(format_gate(gate_table(df), args.env))
     return 0
+
+
+def policy_config_from_args(args: argparse.Namespace) -> Any:
+    """dus train-policy's PolicyTrainingConfig: the flags given, on the defaults or the resumed run's saved config.
+
+    A resumed run keeps its train_config.json; a flag that changes it is refused with ``key: old -> new``,
+    except ``--timesteps`` growing (train on).
+    """
+    from agents.policy_config import PolicyTrainingConfig
+    from mml_backbones.cli_config import differences, format_differences, given_values, overlay
+    from mml_backbones.config import from_dict, to_dict
+    from mml_backbones.errors import ConfigError
+    from mml_backbones.run_dir import check_run_dir
+
+    given = given_values(args)
+    out = Path(args.out)
+    saved = check_run_dir(out, args.resume, args.overwrite, "train_config.json", POLICY_RUN_FILES)
+    if saved is None:
+        return from_dict(PolicyTrainingConfig, overlay(to_dict(PolicyTrainingConfig()), given))
+    base = {k: saved[k] for k in to_dict(PolicyTrainingConfig()) if k in saved}
+    # the overrides alone (older runs saved only the resolved hyper-parameters, which the overrides must match)
+    base["hyperparams"] = saved.get("hyper_overrides", saved.get("hyperparams", {}))
+    base = overlay(to_dict(PolicyTrainingConfig()), base)
+    changes = differences(base, given)
+    grown = changes.pop("timesteps", None)
+    if grown is not None and grown[1] < grown[0]:
+        changes["timesteps"] = grown
+    if changes:
+        raise ConfigError(
+            f"{out} was trained with other settings; a resumed run keeps its train_config.json (only --timesteps "
+            f"may grow, to train on). Conflicting flags:\n{format_differences(changes)}\n"
+            "drop them to resume as it was, or start a new run in another --out"
+        )
+    # the run's own overrides, never the resolved values (repr strings where they are not plain numbers)
+    overrides = {**saved.get("hyper_overrides", {}), **given.pop("hyperparams", {})}
+    return from_dict(PolicyTrainingConfig, overlay({**base, "hyperparams": overrides}, given))
 
 
 def cmd_train_policy(args: argparse.Namespace) -> int:
     """dus train-policy."""
     from agents.training import train_policy
+    from mml_backbones.config import to_dict
 
+    config = policy_config_from_args(args)
+    if args.resume:
+        print(f"resuming {args.out} to {config.timesteps} steps (train_config.json: {config.algo} on {config.env_id})")
     result = train_policy(
-        env_id=args.env,
-        algo=args.algo,
-        timesteps=args.timesteps,
         out_dir=args.out,
-        n_envs=args.n_envs,
-        seed=args.seed,
-        env_kwargs=parse_options(args.env_option),
-        hyperparams=parse_options(args.hyper),
-        eval_episodes=args.eval_episodes,
-        eval_freq=args.eval_freq,
-        checkpoint_freq=args.checkpoint_freq,
         progress_bar=not args.no_progress,
         resume=args.resume,
-        vec_env=args.vec or "auto",
-        eval_env_kwargs=parse_options(args.eval_env_option),
+        trust_file=args.trust_file,
+        **to_dict(config),
     )
-    print(f"trained {args.algo} for {result.timesteps} steps on {args.env}")
+    print(f"trained {config.algo} for {result.timesteps} steps on {config.env_id}")
     if result.eval_returns:
         print(
-            f"mean return on {args.eval_episodes} selection seeds per evaluation (picks best/best_model.zip): "
+            f"mean return on {config.eval_episodes} selection seeds per evaluation (picks best/best_model.zip): "
             + ", ".join(f"{r:.2f}" for r in result.eval_returns)
         )
     print(f"policy: {result.policy}")
@@ -166,10 +210,10 @@ def eval_seed_list(episodes: int | None, seeds: str | None) -> list[int]:
 def cmd_eval_policy(args: argparse.Namespace) -> int:
     """dus eval-policy."""
     import gymnasium as gym
+    import pandas as pd
 
     import dus_env  # noqa: F401
     from agents.evaluation import evaluate_in_env, summarise
-    from agents.heuristic import HeuristicSampler
     from agents.policy_sampler import PolicySampler
     from dus_env.seeds import purpose_of
     from mml_backbones.samplers import make_sampler
@@ -178,17 +222,16 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     seen = sorted({p for p in map(purpose_of, seeds) if p in ("train", "selection", "gate")})
     if seen:  # allowed (anyone may choose), but such scores are not held-out
         print(f"note: these seeds are in the {' and '.join(seen)} range(s) of dus_env.seeds", file=sys.stderr)
-    policy = PolicySampler(args.policy)
+    policy = PolicySampler(args.policy, trust_file=args.trust_file)
     name = policy.metadata["algo"]
     if args.instances:
         return eval_on_instances(args, policy, seeds)
     env_id = args.env or policy.metadata["env_id"]
     env = gym.make(env_id, **parse_options(args.env_option)).unwrapped
-    samplers: dict[str, Any] = {}
-    for spec in split_samplers(args.compare):
-        samplers[spec] = HeuristicSampler() if spec == "heuristic" else make_sampler(spec)
+    policy.check_modalities(env.modalities)  # before any baseline is played
+    samplers: dict[str, Any] = {spec: make_sampler(spec) for spec in split_samplers(args.compare)}
     samplers[name] = policy
-    df = evaluate_in_env(env, samplers, seeds)
+    df = evaluate_in_env(env, samplers, seeds, progress=not args.no_progress)
     if args.csv:
         df.to_csv(args.csv, index=False)
     reference = "uniform" if "uniform" in samplers else name
@@ -220,15 +263,17 @@ def eval_on_instances(args: argparse.Namespace, policy: Any, seeds: list[int]) -
     except DataFileNotFoundError as e:
         print(f"note: {e}; scoring without the oracle", file=sys.stderr)
         oracles = None
-    # "heuristic" is the equal-budget heuristic the oracles are compared with (gamma 2)
-    samplers: dict[str, Any] = {
-        s: "heuristic:gamma=2,budget=equal" if s == "heuristic" else s
-        for s in split_samplers(args.compare)
-        if s != "uniform"
-    }
+    # uniform is always played (the pairing); "heuristic" is v1's, the one the oracles are compared with
+    samplers: dict[str, Any] = {s: s for s in split_samplers(args.compare) if s != "uniform"}
     samplers[policy.metadata["algo"]] = policy
     df = evaluate_instances(
-        samplers, args.instance_set, args.instances, seeds, oracles, **parse_options(args.env_option)
+        samplers,
+        args.instance_set,
+        args.instances,
+        seeds,
+        oracles,
+        progress=not args.no_progress,
+        **parse_options(args.env_option),
     )
     if args.csv:
         df.to_csv(args.csv, index=False)
@@ -257,6 +302,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         env_seeds=args.env_seeds,
         seeds=args.seeds,
         progress=not args.no_progress,
+        trust_file=args.trust_file,
     )
     print(json.dumps(summary["files"], indent=2), file=sys.stderr)
     return 0

@@ -22,6 +22,7 @@ import pandas as pd
 
 import dus_env  # noqa: F401
 from agents.evaluation import evaluate_downstream, evaluate_in_env, summarise
+from agents.heuristic import V1_HEURISTIC
 from agents.policy_sampler import PolicySampler
 from agents.seeds import downstream_seeds, eval_seeds
 from mml_backbones.errors import ConfigError
@@ -32,7 +33,8 @@ ENV_ID = "dus_env/DUS-v1"
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: the PPO policy committed for the demo, relative to the repository root
 COMMITTED_POLICY = "benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip"
-HEURISTIC = "heuristic:gamma=2,budget=equal"
+#: v1's named heuristic, the one ``dus eval-policy`` compares with too (the spec ``heuristic``)
+HEURISTIC = V1_HEURISTIC
 
 
 def plot_quantities(run_root: Path, samplers: list[str], seed: int, path: Path) -> None:
@@ -109,8 +111,12 @@ def run_demo(
     env_seeds: int = 10,
     seeds: int = 5,
     progress: bool = True,
+    trust_file: bool = False,
 ) -> dict[str, Any]:
-    """Run the demo and print its tables; returns the tables and the files written."""
+    """Run the demo and print its tables; returns the tables and the files written.
+
+    ``trust_file`` loads ``policy`` with SB3's full loader, which unpickles it (logged); off by default.
+    """
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if train:
@@ -125,7 +131,7 @@ def run_demo(
         path = Path(policy) if policy is not None else committed_policy()
         if not path.is_file():
             raise ConfigError(f"policy file not found: {path}")
-        policy_sampler = PolicySampler(path)
+        policy_sampler = PolicySampler(path, trust_file=trust_file)
         meta = policy_sampler.metadata
         what = "the committed policy" if policy is None else "the policy"
         kept = "best on the selection seeds at step" if path.parent.name == "best" else "step"
@@ -140,6 +146,7 @@ def run_demo(
     # uniform is one of the rows, so the environment's own reference run is not needed: its final accuracy is
     # uniform's on the same seed, and the paired difference below is the paired reward's return
     env = gym.make(env_id, reference=False, reward="delta_val_acc").unwrapped
+    policy_sampler.check_modalities(env.modalities)  # before any episode is played
     samplers: dict[str, Any] = {"uniform": UniformSampler(), "heuristic": make_sampler(HEURISTIC), name: policy_sampler}
     ev = eval_seeds(env_seeds)
     t1 = time.perf_counter()
@@ -148,7 +155,7 @@ def run_demo(
         f"({ev[0]}..{ev[-1]}), paired with uniform; heuristic = {HEURISTIC} ...",
         flush=True,
     )
-    env_df = evaluate_in_env(env, samplers, ev)
+    env_df = evaluate_in_env(env, samplers, ev, progress=progress)
     acc = summarise(env_df, "final_val_acc")
     env_table = pd.DataFrame(
         {
@@ -168,7 +175,7 @@ def run_demo(
         "epoch chosen on validation, test split ...",
         flush=True,
     )
-    ds_df = evaluate_downstream(config, samplers, ds_seeds, run_root=str(out / "downstream"))
+    ds_df = evaluate_downstream(config, samplers, ds_seeds, run_root=str(out / "downstream"), progress=progress)
     test = summarise(ds_df, "test/fused_acc")
     table = pd.DataFrame(
         {

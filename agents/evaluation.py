@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats
+from tqdm.auto import tqdm
 
 from dus_env.env import DUSEnv
 from mml_backbones.samplers import Sampler
@@ -61,27 +62,45 @@ def run_episode(env: DUSEnv, sampler: Sampler, seed: int) -> Episode:
             return Episode(seed, ret, info["val/fused_acc"], quantities, cumulative, ref, selected, epoch)
 
 
-def evaluate_in_env(env: DUSEnv, samplers: Mapping[str, Sampler], seeds: Sequence[int]) -> pd.DataFrame:
-    """One row per (sampler, seed): return, final validation accuracy (and the reference's) and mean quantities."""
+def evaluate_in_env(
+    env: DUSEnv, samplers: Mapping[str, Sampler], seeds: Sequence[int], progress: bool = False
+) -> pd.DataFrame:
+    """One row per (sampler, seed): return, final validation accuracy (and the reference's) and mean quantities.
+
+    ``progress`` shows a bar over the episodes (on stderr, with the sampler being played).
+    """
     rows = []
+    bar = tqdm(total=len(samplers) * len(seeds), desc="episodes", unit="ep", disable=not progress, leave=False)
     for name, sampler in samplers.items():
+        bar.set_postfix(sampler=name)
         for seed in seeds:
             ep = run_episode(env, sampler, seed)
+            bar.update()
             row: dict[str, Any] = {"sampler": name, "seed": seed, "return": ep.ret, "final_val_acc": ep.final_val_acc}
             if ep.final_reference_val_acc is not None:
                 row["final_reference_val_acc"] = ep.final_reference_val_acc
             for m in env.modalities:
                 row[f"mean_n/{m}"] = float(np.mean([q[m] for q in ep.quantities]))
             rows.append(row)
+    bar.close()
     return pd.DataFrame(rows)
 
 
 def evaluate_downstream(
-    config: TrainerConfig, samplers: Mapping[str, Sampler], seeds: Sequence[int], run_root: str | None = None
+    config: TrainerConfig,
+    samplers: Mapping[str, Sampler],
+    seeds: Sequence[int],
+    run_root: str | None = None,
+    progress: bool = False,
 ) -> pd.DataFrame:
-    """Train a fresh run per (sampler, seed) with ``Trainer.fit``; one row of test (and val) metrics each."""
+    """Train a fresh run per (sampler, seed) with ``Trainer.fit``; one row of test (and val) metrics each.
+
+    ``progress`` shows a bar over the runs (on stderr).
+    """
     rows = []
+    bar = tqdm(total=len(samplers) * len(seeds), desc="downstream runs", unit="run", disable=not progress, leave=False)
     for name, sampler in samplers.items():
+        bar.set_postfix(sampler=name)
         for seed in seeds:
             cfg = TrainerConfig.from_dict({**_shallow(config), "seed": seed})
             trainer = Trainer(cfg)
@@ -94,6 +113,8 @@ def evaluate_downstream(
                 row[f"samples/{m}"] = int(n)
             row["seconds"] = result.seconds
             rows.append(row)
+            bar.update()
+    bar.close()
     return pd.DataFrame(rows)
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
 from agents.evaluation import paired_difference, run_episode
 from agents.oracle import Oracle, oracle_env
@@ -58,19 +59,21 @@ def evaluate_instances(
     seeds: Sequence[int],
     oracles: Mapping[str, Oracle] | None = None,
     names: Sequence[str] | None = None,
+    progress: bool = False,
     **env_kwargs: Any,
 ) -> pd.DataFrame:
     """One row per (instance, sampler, seed): the kept and last validation scores and the mean quantities.
 
     ``samplers``: name -> a sampler, a sampler spec, or ``PerInstance(build)``. "uniform" is
     always played (the pairing); with ``oracles``, each instance's oracle share is played as ``"oracle"``.
-    ``names``: only these instances of the split.
+    ``names``: only these instances of the split. ``progress``: a bar over the episodes (on stderr).
     """
     s = load_instance_set(instance_set)
+    instances = [i for i in s.split(split) if names is None or i.name in names]
+    per_instance = len(samplers) + 1 + (oracles is not None)  # the samplers, uniform, the oracle (where cached)
+    bar = tqdm(total=len(instances) * per_instance * len(seeds), unit="ep", disable=not progress, leave=False)
     rows = []
-    for inst in s.split(split):
-        if names is not None and inst.name not in names:
-            continue
+    for inst in instances:
         env = oracle_env(s, inst.name, **env_kwargs)
         mods, b = tuple(env.modalities), env.config.trainer.batch_size
         chosen: dict[str, SamplerSource] = {UNIFORM: UNIFORM, **samplers}
@@ -78,13 +81,16 @@ def evaluate_instances(
             chosen[ORACLE] = oracles[inst.name].sampler_spec
         for name, source in chosen.items():
             sampler = _sampler(source, mods, b)
+            bar.set_postfix(instance=inst.name, sampler=name)
             for seed in seeds:
                 ep = run_episode(env, sampler, seed)
+                bar.update()
                 row: dict[str, Any] = {"instance": inst.name, "split": inst.split, "sampler": name, "seed": seed}
                 row["selected_val"], row["final_val_acc"] = ep.selected_val, ep.final_val_acc
                 for i, m in enumerate(mods):  # by position: instances name their modalities differently
                     row[f"mean_n/{i}"] = float(np.mean([q[m] for q in ep.quantities]))
                 rows.append(row)
+    bar.close()
     return pd.DataFrame(rows)
 
 

@@ -136,33 +136,45 @@ def run_schedules(
     key: dict[str, Any],
     log: CsvLog | None = None,
     done: set[tuple[str, int]] | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
-    """One episode per (probe, seed) not in ``done``; a row each (``key``'s columns first), appended to ``log``."""
+    """One episode per (probe, seed) not in ``done``; a row each (``key``'s columns first), appended to ``log``.
+
+    ``progress``: a progress bar over the episodes to run.
+    """
+    from tqdm.auto import tqdm
+
+    todo = [(s, seed) for s in probes for seed in seeds if done is None or (s.name, seed) not in done]
+    bar = tqdm(todo, desc=f"headroom {key.get('env_id', '')}".strip(), unit="ep", disable=not progress, leave=False)
     rows = []
-    for s in probes:
-        for seed in seeds:
-            if done is not None and (s.name, seed) in done:
-                continue
-            wall, cpu = time.perf_counter(), time.process_time()
-            ep = run_episode(env, s.sampler, seed)
-            row = {**key, "schedule": s.name, "block": s.block, "kind": s.kind, "seed": seed}
-            row["seconds"], row["cpu_seconds"] = time.perf_counter() - wall, time.process_time() - cpu
-            row[SCORE], row["selected_epoch"], row[LAST_SCORE] = ep.selected_val, ep.selected_epoch, ep.final_val_acc
-            row["samples_per_iteration"] = float(np.mean([sum(q.values()) for q in ep.quantities]))
-            row.update({f"mean_n/{m}": float(np.mean([q[m] for q in ep.quantities])) for m in env.modalities})
-            row.update({f"S/{m}": ep.cumulative[-1][m] for m in env.modalities})  # the final S_t(m)
-            rows.append(row)
-            if log is not None:
-                log.append(row)
+    for s, seed in bar:
+        bar.set_postfix_str(s.name, refresh=False)
+        wall, cpu = time.perf_counter(), time.process_time()
+        ep = run_episode(env, s.sampler, seed)
+        row = {**key, "schedule": s.name, "block": s.block, "kind": s.kind, "seed": seed}
+        row["seconds"], row["cpu_seconds"] = time.perf_counter() - wall, time.process_time() - cpu
+        row[SCORE], row["selected_epoch"], row[LAST_SCORE] = ep.selected_val, ep.selected_epoch, ep.final_val_acc
+        row["samples_per_iteration"] = float(np.mean([sum(q.values()) for q in ep.quantities]))
+        row.update({f"mean_n/{m}": float(np.mean([q[m] for q in ep.quantities])) for m in env.modalities})
+        row.update({f"S/{m}": ep.cumulative[-1][m] for m in env.modalities})  # the final S_t(m)
+        rows.append(row)
+        if log is not None:
+            log.append(row)
     return rows
 
 
 def run_gate(
-    env_id: str, seeds: int = 8, csv: str | Path | None = None, probes: str = "full", **env_kwargs: Any
+    env_id: str,
+    seeds: int = 8,
+    csv: str | Path | None = None,
+    probes: str = "full",
+    progress: bool = False,
+    **env_kwargs: Any,
 ) -> pd.DataFrame:
     """Run (or finish) the gate's episodes on ``env_id`` on the first ``seeds`` gate seeds; one row per episode.
 
     ``probes``: "full" (``schedules``) or "core" (``core_schedules``: uniform, constant shares, heuristic gamma 2).
+    ``progress``: a progress bar.
     """
     if probes not in PROBES:
         raise ConfigError(f"unknown probe set {probes!r}; valid: {list(PROBES)}")
@@ -176,7 +188,7 @@ def run_gate(
     rows = [r for r in log.read() if r.get("env_id") == env_id] if log is not None else []
     done = {(r["schedule"], int(r["seed"])) for r in rows}
     chosen = PROBES[probes](env.modalities, env.config.trainer.batch_size)
-    rows += run_schedules(env, chosen, gate_seeds(seeds), {"env_id": env_id}, log, done)
+    rows += run_schedules(env, chosen, gate_seeds(seeds), {"env_id": env_id}, log, done, progress)
     names = {s.name for s in chosen}
     rows = [r for r in rows if r["schedule"] in names]
     return numeric_rows(rows, gate_seeds(seeds))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +18,25 @@ class PolicySampler:
     """Runs a policy trained in the DUS environment as a sampler of any run with the same number of modalities.
 
     The observation is rebuilt with the policy's own features, and the action is mapped with its own mapping;
-    quantities scale with the run's nominal batch size, so the policy transfers across datasets.
+    quantities scale with the run's nominal batch size, so the policy transfers across datasets. The file is
+    loaded without unpickling (``agents.policy_io``); ``trust_file=True`` uses SB3's full loader (logged), only
+    for a file one trusts.
+
+    ``decision_interval`` is the number of iterations between decisions the policy was trained with (from its
+    metadata's ``env_config``; None for a policy saved without it). ``dus train --sampler policy:...`` runs with
+    it unless ``--decision-interval`` is given, and says which one it used.
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path, device: str = "cpu", trust_file: bool = False) -> None:
         self.path = Path(path)
-        self.model, self.metadata = load_policy(self.path, device)
+        self.model, self.metadata = load_policy(self.path, device, trust_file=trust_file)
         meta = self.metadata
         self.features = tuple(meta["observation_features"])
         self.num_modalities = len(meta["modalities"])
         self.mapper = ActionMapper.from_metadata(meta["action"], self.num_modalities)
         low, _ = feature_bounds(self.features, self.num_modalities)
+        trainer = (meta.get("env_config") or {}).get("trainer") or {}
+        self.decision_interval: int | None = trainer.get("decision_interval")
         shape = getattr(self.model.observation_space, "shape", None)
         if shape != low.shape:
             raise DataError(
@@ -35,14 +44,17 @@ class PolicySampler:
                 f"({len(low)} entries for features {list(self.features)})"
             )
 
-    def action(self, observation: DiscrepancyObservation) -> np.ndarray:
-        """The policy's deterministic action for ``observation``."""
-        if len(observation.modalities) != self.num_modalities:
+    def check_modalities(self, modalities: Sequence[str]) -> None:
+        """Refuse a run whose number of modalities is not the policy's."""
+        if len(modalities) != self.num_modalities:
             raise ConfigError(
                 f"policy {self.path.name} was trained for {self.num_modalities} modalities "
-                f"({', '.join(self.metadata['modalities'])}); this run has {len(observation.modalities)} "
-                f"({', '.join(observation.modalities)})"
+                f"({', '.join(self.metadata['modalities'])}); this run has {len(modalities)} ({', '.join(modalities)})"
             )
+
+    def action(self, observation: DiscrepancyObservation) -> np.ndarray:
+        """The policy's deterministic action for ``observation``."""
+        self.check_modalities(observation.modalities)
         action, _ = self.model.predict(observation.vector(self.features), deterministic=True)
         return np.asarray(action)
 
@@ -52,17 +64,15 @@ class PolicySampler:
 
     @classmethod
     def from_spec(cls, arg: str | None = None, **context: Any) -> PolicySampler:
-        """``policy:PATH.zip``; checks the number of modalities against the run's when it is known."""
+        """``policy:PATH.zip``; checks the number of modalities against the run's when it is known.
+
+        ``context["trust_file"]`` (``--trust-file``) loads the file with SB3's full loader, which unpickles it.
+        """
         if not arg:
             raise ConfigError("the policy sampler needs a file: --sampler policy:PATH.zip")
-        sampler = cls(arg)
-        modalities = context.get("modalities")
-        if modalities is not None and len(modalities) != sampler.num_modalities:
-            raise ConfigError(
-                f"policy {sampler.path.name} was trained for {sampler.num_modalities} modalities "
-                f"({', '.join(sampler.metadata['modalities'])}); this run has {len(modalities)} "
-                f"({', '.join(modalities)})"
-            )
+        sampler = cls(arg, trust_file=bool(context.get("trust_file", False)))
+        if context.get("modalities") is not None:
+            sampler.check_modalities(context["modalities"])
         return sampler
 
     def __repr__(self) -> str:

@@ -6,10 +6,17 @@ evaluation on the selection seeds (``dus_env.seeds.selection_seeds``, disjoint f
 evaluation seeds that then score the policy in tables and from the downstream seeds; the best policy is kept) and
 checkpoints that carry the DUS metadata, so that any of them runs as a sampler. A run directory holds everything:
 
-    policy.zip            the final policy          best/best_model.zip   best on the selection seeds
-    checkpoints/*.zip     periodic checkpoints      logs/                 progress.csv, TensorBoard events
-    eval/evaluations.npz  evaluation history        train_config.json     what was run
+    policy.zip            the final policy          best/best_model.zip       best on the selection seeds
+    checkpoints/*.zip     periodic checkpoints      logs/segment_N/progress.csv  SB3's log of each training segment
+    eval/evaluations.npz  evaluation history        logs/tensorboard/         TensorBoard events: one run across resumes
+    train_config.json     what was run (PolicyTrainingConfig's fields and the resolved hyper-parameters)
     timing.json           wall time per segment (a resumed run adds one)
+
+The training environments are wrapped in SB3's ``Monitor`` (``make_vec_env`` does it; ``VecMonitor`` for the
+batched ones) and SB3 writes its log after every rollout (on-policy) or episode (off-policy), so
+``rollout/ep_rew_mean``, the training return, is in progress.csv and TensorBoard for every algorithm. A resumed run
+keeps counting steps (``reset_num_timesteps=False``) and writes to the same TensorBoard folder, so TensorBoard shows
+one run whose curve continues.
 """
 
 from __future__ import annotations
@@ -31,13 +38,14 @@ import stable_baselines3
 import torch
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback, EvalCallback
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.logger import configure
+from stable_baselines3.common.logger import Logger, make_output_format
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
 import dus_env  # noqa: F401 - registers the environment ids (in SubprocVecEnv workers too)
 from agents.algorithms import algo_spec
-from agents.policy_io import add_metadata, save_policy
+from agents.policy_config import PolicyTrainingConfig
+from agents.policy_io import add_metadata, load_algorithm, save_policy
 from agents.seeds import selection_seeds
 from agents.vec import batched_vec_env
 from dus_env.env import DUSEnv
@@ -145,25 +153,47 @@ class TrainedPolicy:
     eval_returns: list[float] = field(default_factory=list)
 
 
+_DEFAULTS = PolicyTrainingConfig()
+
+
+def _logger(out: Path, segment: int, verbose: int) -> Logger:
+    """SB3's logger: CSV per training segment, TensorBoard (when installed) in one folder for the whole run."""
+    logs = out / "logs"
+    formats = [make_output_format("csv", str(logs / f"segment_{segment}"))]
+    if verbose:
+        formats.append(make_output_format("stdout", str(logs / f"segment_{segment}")))
+    try:
+        import tensorboard  # noqa: F401
+
+        formats.append(make_output_format("tensorboard", str(logs / "tensorboard")))
+    except ImportError:
+        pass
+    return Logger(str(logs / f"segment_{segment}"), formats)
+
+
 def train_policy(
-    env_id: str = "dus_env/DUS-v0",
-    algo: str = "ppo",
-    timesteps: int = 4096,
+    env_id: str = _DEFAULTS.env_id,
+    algo: str = _DEFAULTS.algo,
+    timesteps: int = _DEFAULTS.timesteps,
     out_dir: str | Path = "runs/policy",
-    n_envs: int = 1,
-    seed: int = 0,
+    n_envs: int = _DEFAULTS.n_envs,
+    seed: int = _DEFAULTS.seed,
     env_kwargs: dict[str, Any] | None = None,
     hyperparams: dict[str, Any] | None = None,
-    eval_episodes: int = 4,
-    eval_freq: int | None = None,
-    checkpoint_freq: int | None = None,
+    eval_episodes: int = _DEFAULTS.eval_episodes,
+    eval_freq: int | None = _DEFAULTS.eval_freq,
+    checkpoint_freq: int | None = _DEFAULTS.checkpoint_freq,
     progress_bar: bool = False,
-    vec_env: str = "auto",
+    vec_env: str = _DEFAULTS.vec_env,
     resume: bool = False,
     verbose: int = 0,
+    trust_file: bool = False,
     eval_env_kwargs: dict[str, Any] | None = None,
 ) -> TrainedPolicy:
     """Train a sampling policy with SB3 ``algo`` for ``timesteps`` environment steps.
+
+    The defaults are PolicyTrainingConfig's (v1: ``dus_env/DUS-v1``). ``out_dir`` is used as it is: the
+    command line refuses a non-empty one without ``--resume`` or ``--overwrite`` (``dus train-policy``).
 
     Args:
         env_id: registered environment id.
@@ -181,15 +211,25 @@ def train_policy(
         checkpoint_freq: environment steps between checkpoints (default: 4 times per run).
         progress_bar: show SB3's progress bar.
         vec_env: "auto" (SubprocVecEnv when n_envs > 1), "dummy", "subproc" or "batched" (agents.vec: the n_envs
-            runs trained in lockstep in one process on stacked parameters; outside its scope, "auto" with a
-            warning).
-        resume: continue from the latest checkpoint in ``out_dir``.
+            runs trained in lockstep in one process on the training core's run axis; every world's id, not an
+            instance family's).
+        resume: continue from the latest checkpoint in ``out_dir`` (none there is a ConfigError), read without
+            unpickling (``agents.policy_io.load_algorithm``, rebuilt with this run's hyper-parameters).
         verbose: SB3 verbosity.
+        trust_file: with ``resume``, load the checkpoint with SB3's full loader, which unpickles it (logged).
         eval_env_kwargs: overrides of ``env_kwargs`` for the selection environment only, e.g.
             ``{"sampling": "round_robin"}`` so that an instance family's selection plays every train instance.
     """
     spec = algo_spec(algo)
     out = Path(out_dir)
+    checkpoints = sorted(
+        (out / "checkpoints").glob(f"{algo}_*_steps.zip"), key=lambda p: int(re.findall(r"_(\d+)_steps", p.name)[0])
+    )
+    if resume and not checkpoints:
+        raise ConfigError(
+            f"nothing to resume in {out}: no {algo} checkpoint in {out / 'checkpoints'} (the run stopped before its "
+            "first one); start it again with --overwrite"
+        )
     out.mkdir(parents=True, exist_ok=True)
     env_kwargs = dict(env_kwargs or {})
     env_kwargs.setdefault("action_type", spec.action_type)
@@ -201,49 +241,49 @@ def train_policy(
     params = {**spec.defaults(length, m), **(hyperparams or {})}
     if vec_env not in ("auto", "dummy", "subproc", "batched"):
         raise ConfigError(f"vec_env must be auto, dummy, subproc or batched, got {vec_env!r}")
-    venv = batched_vec_env(env_id, env_kwargs, n_envs, seed) if vec_env == "batched" else None
-    if venv is None:  # per-process environments (also batched's fallback outside its scope)
-        subproc = vec_env == "subproc" or (vec_env in ("auto", "batched") and n_envs > 1)
+    if vec_env == "batched":
+        venv = batched_vec_env(env_id, env_kwargs, n_envs, seed)
+    else:  # one environment per process (or in this one)
+        subproc = vec_env == "subproc" or (vec_env == "auto" and n_envs > 1)
         cls = SubprocVecEnv if subproc else DummyVecEnv
         venv = make_vec_env(partial(make_env, env_id, env_kwargs), n_envs=n_envs, seed=seed, vec_env_cls=cls)
-    (out / "train_config.json").write_text(
-        json.dumps(
-            {
-                "env_id": env_id,
-                "algo": algo,
-                "timesteps": timesteps,
-                "n_envs": n_envs,
-                "seed": seed,
-                "env_kwargs": env_kwargs,
-                "eval_env_kwargs": eval_env_kwargs or {},
-                "hyperparams": {
-                    k: v if isinstance(v, int | float | str | bool) else repr(v) for k, v in params.items()
-                },
-                "episode_length": length,
-            },
-            indent=2,
-            default=str,
-        )
-    )
-    checkpoints = sorted(
-        (out / "checkpoints").glob(f"{algo}_*_steps.zip"), key=lambda p: int(re.findall(r"_(\d+)_steps", p.name)[0])
-    )
     try:
         if resume and checkpoints:
-            model = spec.sb3_class.load(checkpoints[-1], env=venv, device="cpu")
+            model, meta = load_algorithm(checkpoints[-1], venv, "cpu", settings=params, trust_file=trust_file)
+            if meta["algo"] != algo:
+                raise ConfigError(f"{checkpoints[-1]} holds a {meta['algo']} policy, not {algo}")
             done = model.num_timesteps
         else:
             model = spec.sb3_class("MlpPolicy", venv, seed=seed, verbose=verbose, device="cpu", **params)
             done = 0
+        # written once the model is there: a resume that fails leaves the run's saved config as it was
+        (out / "train_config.json").write_text(
+            json.dumps(
+                {
+                    "env_id": env_id,
+                    "algo": algo,
+                    "timesteps": timesteps,
+                    "n_envs": n_envs,
+                    "seed": seed,
+                    "env_kwargs": env_kwargs,
+                    # resolved (the algorithm's defaults with the overrides); the overrides alone are hyper_overrides
+                    "hyperparams": {
+                        k: v if isinstance(v, int | float | str | bool) else repr(v) for k, v in params.items()
+                    },
+                    "hyper_overrides": dict(hyperparams or {}),
+                    "eval_episodes": eval_episodes,
+                    "eval_freq": eval_freq,
+                    "checkpoint_freq": checkpoint_freq,
+                    "vec_env": vec_env,
+                    "eval_env_kwargs": dict(eval_env_kwargs or {}),
+                    "episode_length": length,
+                },
+                indent=2,
+                default=str,
+            )
+        )
         segment = len(list((out / "logs").glob("segment_*"))) if resume else 0
-        formats = ["csv"] + (["stdout"] if verbose else [])
-        try:
-            import tensorboard  # noqa: F401
-
-            formats.append("tensorboard")
-        except ImportError:
-            pass
-        model.set_logger(configure(str(out / "logs" / f"segment_{segment}"), formats))
+        model.set_logger(_logger(out, segment, verbose))
 
         per_env = max(1, n_envs)
         callbacks: list[BaseCallback] = [
@@ -277,8 +317,14 @@ def train_policy(
         with warnings.catch_warnings():
             # evaluation deliberately runs in one in-process environment beside SubprocVecEnv training
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+            # log_interval 1: a log after every rollout (on-policy) or episode (off-policy); A2C's default of 100
+            # rollouts left REINFORCE runs without rollout/ep_rew_mean
             model.learn(
-                remaining, callback=CallbackList(callbacks), progress_bar=progress_bar, reset_num_timesteps=not done
+                remaining,
+                callback=CallbackList(callbacks),
+                log_interval=1,
+                progress_bar=progress_bar,
+                reset_num_timesteps=not done,
             )
         final = save_policy(model, out / "policy.zip", {**metadata, "timesteps": int(model.num_timesteps)})
         seconds = time.perf_counter() - start

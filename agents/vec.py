@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from dus_env.batched import BatchedDUSEnv
-from mml_backbones.batched_model import OutOfScopeError
+from mml_backbones.errors import ConfigError
 
 
 class BatchedVecEnv(VecEnv):
@@ -78,20 +77,15 @@ class BatchedVecEnv(VecEnv):
         return [False] * self._count(indices)
 
 
-def batched_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEnv | None:
-    """A monitored BatchedVecEnv for ``env_id``; None, with a warning saying why, outside the batched scope."""
+def batched_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEnv:
+    """A monitored BatchedVecEnv of ``n_envs`` members of ``env_id`` (any registered id: every method and model)."""
     spec = gym.spec(env_id)
-    if spec.entry_point != "dus_env.env:DUSEnv":  # an instance family runs one instance per environment
-        warnings.warn(
-            f"--vec batched: {env_id} is not a single-world DUSEnv; training on per-process environments instead",
-            stacklevel=2,
+    if spec.vector_entry_point != "dus_env.batched:make_batched":  # e.g. an instance family: runs of many shapes
+        raise ConfigError(
+            f"--vec batched trains the runs of one DUS world in lockstep; {env_id} has no batched form "
+            "(an instance family's runs differ in data and schedule): use --vec subproc or --vec dummy"
         )
-        return None
-    try:
-        env = BatchedDUSEnv(n_envs, **{**spec.kwargs, **env_kwargs})
-    except OutOfScopeError as e:
-        warnings.warn(f"--vec batched: {e}; training on per-process environments instead", stacklevel=2)
-        return None
+    env = BatchedDUSEnv(n_envs, **{**spec.kwargs, **env_kwargs})
     venv = VecMonitor(BatchedVecEnv(env))  # the episode returns and lengths SB3 logs
     venv.seed(seed)
     return venv

@@ -70,16 +70,12 @@ def legacy_trainer_fields(trainer: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
-    """Train one cell and return its result row (flat: settings, test and val metrics, timing)."""
-    import torch
-
+def cell_config(cell: Cell) -> Any:
+    """The TrainerConfig of one cell."""
     from mml_backbones.config import from_dict
-    from mml_backbones.samplers import make_sampler
-    from mml_backbones.trainer import Trainer, TrainerConfig
+    from mml_backbones.trainer import TrainerConfig
 
-    torch.set_num_threads(threads)
-    config = from_dict(
+    return from_dict(
         TrainerConfig,
         {
             "dataset": cell.dataset,
@@ -92,8 +88,25 @@ def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
             **legacy_trainer_fields(cell.trainer),
         },
     )
-    trainer = Trainer(config)
-    sampler = make_sampler(cell.sampler, modalities=trainer.modalities, batch_size=config.batch_size)
+
+
+def build_cell(cell: Cell, threads: int = 1, splits: Any = None) -> tuple[Any, Any]:
+    """The Trainer and the sampler of one cell (torch limited to ``threads`` CPU threads; ``splits``: data loaded
+    already, else the cell's dataset is loaded)."""
+    import torch
+
+    from mml_backbones.samplers import make_sampler
+    from mml_backbones.trainer import Trainer
+
+    torch.set_num_threads(threads)
+    config = cell_config(cell)
+    trainer = Trainer(config, splits=splits)
+    return trainer, make_sampler(cell.sampler, modalities=trainer.modalities, batch_size=config.batch_size)
+
+
+def run_cell(cell: Cell, threads: int = 1) -> dict[str, Any]:
+    """Train one cell and return its result row (flat: settings, test and val metrics, timing)."""
+    trainer, sampler = build_cell(cell, threads)
     start = time.perf_counter()
     run_dir = Path(cell.run_root) / cell.key if cell.run_root else None
     result = trainer.fit(sampler, run_dir=run_dir, progress=False)
@@ -151,6 +164,93 @@ class ResultsCsv:
         self.log.append(row)
 
 
+class TaskPool:
+    """Runs ``fn(item)`` for submitted items: in this process (one local worker), in local worker processes, or
+    as Ray tasks (``ray.init()`` locally, or ``address=`` a cluster such as "auto").
+
+    ``next()`` returns ``(tag, outcome)`` of one finished item, in completion order, where ``outcome`` is the
+    result or the ``Exception`` it raised (a KeyboardInterrupt is never caught). One worker runs items in order,
+    in this process, when ``next()`` asks for them.
+    """
+
+    def __init__(
+        self, fn: Callable[[Any], Any], workers: int = 1, backend: str = "local", address: str | None = None
+    ) -> None:
+        if backend not in ("local", "ray"):
+            raise ValueError(f"unknown backend {backend!r}; valid: local, ray")
+        self.fn, self.backend, self._workers = fn, backend, max(1, workers)
+        self._pending: dict[Any, Any] = {}  # handle -> tag
+        self._queue: list[tuple[Any, Any]] = []  # in-process items not run yet
+        self._pool: ProcessPoolExecutor | None = None
+        self._ray: Any = None
+        if backend == "ray":
+            self._ray = _init_ray(address)
+            self._task = self._ray.remote(num_cpus=1)(fn)
+        elif workers > 1:
+            self._pool = ProcessPoolExecutor(workers)
+
+    @property
+    def capacity(self) -> int:
+        """How many items run at once: the local workers, or the CPUs of the Ray cluster."""
+        if self._ray is not None:
+            return max(1, int(self._ray.cluster_resources().get("CPU", 1)))
+        return self._workers
+
+    def __len__(self) -> int:
+        """Items submitted and not yet returned by ``next()``."""
+        return len(self._pending) + len(self._queue)
+
+    def submit(self, tag: Any, item: Any) -> None:
+        """Start ``fn(item)`` (queued in this process for one local worker); ``tag`` comes back with the outcome."""
+        if self._ray is not None:
+            self._pending[self._task.remote(item)] = tag
+        elif self._pool is not None:
+            self._pending[self._pool.submit(self.fn, item)] = tag
+        else:
+            self._queue.append((tag, item))
+
+    def next(self) -> tuple[Any, Any]:
+        """Wait for one item to finish: ``(tag, result or the Exception it raised)``."""
+        if self._queue:
+            tag, item = self._queue.pop(0)
+            try:
+                return tag, self.fn(item)
+            except Exception as e:
+                return tag, e
+        if self._ray is not None:
+            ready, _ = self._ray.wait(list(self._pending), num_returns=1)
+            handle = ready[0]
+            try:
+                outcome = self._ray.get(handle)
+            except Exception as e:
+                outcome = getattr(e, "cause", None) or e  # the task's own exception, not Ray's wrapper
+        else:
+            handle = next(as_completed(self._pending))
+            exc = handle.exception()
+            outcome = exc if exc is not None else handle.result()
+        return self._pending.pop(handle), outcome
+
+    def close(self) -> None:
+        """Stop the local worker processes (Ray stays up: ``ray.shutdown()`` is the caller's)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+
+    def __enter__(self) -> TaskPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _init_ray(address: str | None) -> Any:
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError("the ray backend needs Ray: pip install 'dus[ray]'") from e
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
 def run_grid(
     cells: Sequence[Cell],
     csv_path: str | Path,
@@ -164,37 +264,17 @@ def run_grid(
     out = ResultsCsv(csv_path)
     todo = _unique(c for c in cells if c.key not in out.done())
     bar = tqdm(total=len(todo), disable=not progress, desc="cells")
-    if backend == "ray":
-        _run_ray(todo, out, bar, address, runner)
-    elif backend == "local":
-        if workers <= 1:
-            for cell in todo:
-                out.append(runner(cell))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(workers) as pool:
-                futures = [pool.submit(runner, c) for c in todo]
-                for f in as_completed(futures):
-                    out.append(f.result())
-                    bar.update()
-    else:
-        raise ValueError(f"unknown backend {backend!r}; valid: local, ray")
+    with TaskPool(runner, workers, backend, address) as pool:
+        for cell in todo:
+            pool.submit(cell.key, cell)
+        while len(pool):
+            _, row = pool.next()
+            if isinstance(row, Exception):
+                raise row
+            out.append(row)
+            bar.update()
     bar.close()
     return out
-
-
-def _run_ray(todo: list[Cell], out: ResultsCsv, bar: Any, address: str | None, runner: Callable) -> None:
-    try:
-        import ray
-    except ImportError as e:
-        raise ImportError("the ray backend needs Ray: pip install 'dus[ray]'") from e
-    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    task = ray.remote(num_cpus=1)(runner)
-    pending = [task.remote(c) for c in todo]
-    while pending:
-        ready, pending = ray.wait(pending, num_returns=1)
-        out.append(ray.get(ready[0]))
-        bar.update()
 
 
 def _unique(cells: Iterable[Cell]) -> list[Cell]:

@@ -5,7 +5,7 @@ appends every episode to ``results/gate_v1.csv`` as it finishes (a re-run resume
 ``results/gate_v1.md`` each world's table under the kept epoch's score (what ``fit`` reports) and the comparison
 with the last evaluation's score (what the gates before issue 18 reported), on the same episodes.
 
-    python -m benchmarks.headroom --seeds 6 --probes core        # all v1 worlds (what RESULTS.md 0.8 ran)
+    python -m benchmarks.headroom --seeds 6 --probes core        # all v1 worlds (results/gate_v1.csv)
     python -m benchmarks.headroom --envs dus_env/DUS-v1 --seeds 8 --probes full
 
 The first v1 gates (last evaluation, evaluation seeds 10000...) are ``results/headroom_v1.csv`` / ``.md``.
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict[str, bool]:
     torch.set_num_threads(1)
     reports, verdicts = [], {}
     for env_id in args.envs.split(","):
-        df = run_gate(env_id, args.seeds, args.csv, args.probes)
+        df = run_gate(env_id, args.seeds, args.csv, args.probes, progress=True)
         table = gate_table(df)
         verdicts[env_id] = verdict(table)
         old = gate_table(df, LAST_SCORE)

@@ -55,7 +55,7 @@ def references(world: str, env: Any, root: Path = RUNS, seeds: tuple[int, int] =
     share = best_share(f"dus_env/{world}")
     if share is not None:
         samplers["best share"] = make_sampler(share)
-    df = evaluate_in_env(env, samplers, range(seeds[0], seeds[0] + seeds[1]))
+    df = evaluate_in_env(env, samplers, range(seeds[0], seeds[0] + seeds[1]), progress=True)
     df["spec"] = df["sampler"].map({"heuristic": "heuristic:gamma=2,budget=equal", "best share": share})
     df.to_csv(path, index=False)
     return df
@@ -70,7 +70,9 @@ def policy_scores(run: Path, env: Any, seeds: tuple[int, int] = SEEDS) -> pd.Dat
     policy = PolicySampler(run / "best" / "best_model.zip")
     algo = policy.metadata["algo"]
     if not path.is_file():
-        evaluate_in_env(env, {algo: policy}, range(seeds[0], seeds[0] + seeds[1])).to_csv(path, index=False)
+        evaluate_in_env(env, {algo: policy}, range(seeds[0], seeds[0] + seeds[1]), progress=True).to_csv(
+            path, index=False
+        )
     df = pd.read_csv(path)
     return df[df["sampler"] == algo].assign(sampler="policy")
 

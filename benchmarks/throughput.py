@@ -1,32 +1,35 @@
-"""Throughput of the environment against the raw training loop, SubprocVecEnv scaling and peak memory.
+"""Batched runs: throughput of K runs trained in lockstep on the one core, against the compute bound and baselines.
 
-    raw loop   Trainer.run_iterations over the environment's schedule (training only): iterations/s
-    env        DUSEnv episodes with a fixed action: env steps/s and training iterations/s
-    vec envs   SB3 SubprocVecEnv with n_envs = 1, 2, 4: env steps/s summed over environments
-    memory     peak resident memory of this process (ru_maxrss) after the single-process runs
+Batched runs (dus_env.batched on the training core's run axis) on a v1 world, whose episodes also train the uniform
+reference run:
 
-Ratios are what to compare (one run, same machine); absolute numbers depend on the machine's load.
-
-    python -m benchmarks.throughput --episodes 3 --n-envs 1,2,4
-
-Batched runs (``--batched``, dus_env.batched) on DUS-v1, whose episodes also train the uniform reference run:
-
-    K runs     BatchedTrainer with K runs, uniform quantities, training only: run-iterations/s
-    env        BatchedDUSEnv(K): environment steps/s and run-iterations/s (agent + reference runs, with the
-               validation pass of every step)
-    bound      FLOPs per run-iteration counted from the model's Linear shapes (forward + backward = 3 x the
-               forward matmuls) over a matmul peak measured in the same process: torch.matmul on the same
-               shapes at K x B rows (forward, input-gradient and weight-gradient products)
+    K runs     a Trainer with K runs, uniform quantities, training only: run-iterations/s
+    env        BatchedDUSEnv(K): environment steps/s; the work of a whole step (agent and reference runs' training
+               and both validation passes) in FLOPs per second, as a fraction of the bound
+    bound      FLOPs counted from the model's Linear shapes (training: forward + backward = 3 x the forward
+               matmuls at B rows; validation: the forward matmuls over the validation split) over a matmul peak
+               measured in the same process: torch.matmul on the same shapes at K x B rows (forward,
+               input-gradient and weight-gradient products); rows of P processes sum P peaks measured concurrently
     memory     peak resident memory (ru_maxrss) of the row's own process (each row runs in a fresh one)
-    baseline   SB3 SubprocVecEnv with 2 workers of the ordinary DUSEnv on DUS-v1 (bound: the peaks of 2 one-thread
-               processes measured concurrently; memory: the workers' and the parent's summed)
+    baselines  one ordinary DUSEnv on one thread, and SB3 SubprocVecEnv with 2 workers of it (bound: the peaks of
+               2 one-thread processes measured concurrently; memory: the workers' and the parent's summed)
 
-    python -m benchmarks.throughput --batched 1,8,32,128 --out benchmarks/results/throughput_batched.md
+Ratios are what to compare (one run, same machine); absolute numbers depend on the machine's load. The first
+release's table (the v0 environment against the raw loop, SubprocVecEnv scaling) is
+``python -m benchmarks.archive_v0.throughput``.
+
+    python -m benchmarks.throughput --batched 1,8,32 --out benchmarks/results/throughput_batched.md
+    python -m benchmarks.throughput --batched 32 --env dus_env/DUS-HAPT-v1 --out ...
+
+The batched Linear layer against its alternatives on DUS-v1's MLP shapes (``run_stack.py`` quotes it):
+
+    python -m benchmarks.throughput --layers 64
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -40,63 +43,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dus_env import V0, DUSEnv
-
-
-def raw_iterations_per_second(env: DUSEnv, seed: int) -> float:
-    """Training iterations per second of the bare Trainer over one episode's schedule."""
-    from mml_backbones.trainer import Trainer
-
-    trainer = Trainer(env.config.trainer_config(seed), splits=env.splits)
-    b = env.config.trainer.batch_size
-    t = time.perf_counter()
-    trainer.run_iterations(trainer.total_iterations, [b] * len(env.modalities))
-    return trainer.total_iterations / (time.perf_counter() - t)
-
-
-def env_rates(env: DUSEnv, seed: int) -> tuple[float, float]:
-    """(env steps/s, training iterations/s) of one episode with the uniform action."""
-    action = env.mapper.action_for(
-        np.full(len(env.modalities), env.config.trainer.batch_size), env.config.trainer.batch_size
-    )
-    env.reset(seed=seed)
-    t = time.perf_counter()
-    steps, done = 0, False
-    while not done:
-        _, _, done, _, _ = env.step(action)
-        steps += 1
-    dt = time.perf_counter() - t
-    return steps / dt, env.trainer.total_iterations / dt
-
-
-def vec_steps_per_second(n_envs: int, steps: int) -> float:
-    """Environment steps per second summed over a SubprocVecEnv of ``n_envs`` environments."""
-    from stable_baselines3.common.env_util import make_vec_env
-    from stable_baselines3.common.vec_env import SubprocVecEnv
-
-    venv = make_vec_env(partial(DUSEnv), n_envs=n_envs, seed=0, vec_env_cls=SubprocVecEnv)
-    venv.reset()
-    action = np.zeros((n_envs, venv.action_space.shape[0]), np.float32)
-    venv.step(action)  # warm-up
-    t = time.perf_counter()
-    for _ in range(steps):
-        venv.step(action)
-    rate = steps * n_envs / (time.perf_counter() - t)
-    venv.close()
-    return rate
+from dus_env import DUSEnv
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Print the throughput tables."""
+    """Print the batched-runs table (or the batched Linear's comparison)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--episodes", type=int, default=3)
-    p.add_argument("--n-envs", default="1,2,4")
-    p.add_argument("--vec-steps", type=int, default=32)
-    p.add_argument("--batched", metavar="K,K,...", help="the batched-runs table for these K (DUS-v1) instead")
+    p.add_argument("--batched", metavar="K,K,...", default="1,8,32", help="runs per batch, one row each")
     p.add_argument("--threads", default="1", help="torch threads of the batched rows, e.g. 1,2 (one row each)")
     p.add_argument("--processes", type=int, default=2, help="also K split over this many 1-thread processes")
     p.add_argument("--out", help="also write the batched table (markdown) here")
+    p.add_argument("--env", default=V1_ID, help="environment id of the batched table")
+    p.add_argument("--layers", type=int, metavar="K", help="the batched Linear against its alternatives, K runs")
     p.add_argument("--batched-row", type=int, help=argparse.SUPPRESS)  # one row, in its own process
+    p.add_argument("--single-row", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--peak", help=argparse.SUPPRESS)  # JSON [shapes, rows]: one matmul peak, in its own process
     args = p.parse_args(argv)
     if args.peak is not None:
@@ -105,44 +65,30 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(matmul_peak([tuple(x) for x in shapes], rows)))
         return
     if args.batched_row is not None:
-        print(json.dumps(batched_row(args.batched_row, int(args.threads))))
+        print(json.dumps(batched_row(args.env, args.batched_row, int(args.threads))))
         return
-    if args.batched:
-        ks, threads = [int(k) for k in args.batched.split(",")], [int(t) for t in args.threads.split(",")]
-        table = batched_table(ks, threads, args.processes)
-        print(table)
-        if args.out:
-            Path(args.out).write_text(table)
+    if args.single_row:
+        print(json.dumps(single_row(args.env)))
         return
-    torch.set_num_threads(1)
-    env = DUSEnv(**V0)  # the v0 world these figures were measured in
-    env_rates(env, 0)  # warm-up
-    raw = [raw_iterations_per_second(env, 100 + i) for i in range(args.episodes)]
-    rates = [env_rates(env, 100 + i) for i in range(args.episodes)]
-    steps, its = np.median([r[0] for r in rates]), np.median([r[1] for r in rates])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"dus_env/DUS-v0, {args.episodes} episodes each, 1 torch thread, medians")
-    print("| measure | value |\n|---|---|")
-    print(f"| raw Trainer iterations/s | {np.median(raw):.0f} |")
-    print(f"| env iterations/s (training inside env steps) | {its:.0f} |")
-    print(f"| env steps/s | {steps:.2f} |")
-    print(f"| env iterations/s ÷ raw iterations/s | {its / np.median(raw):.3f} |")
-    print(f"| peak resident memory (MiB) | {peak:.0f} |")
-    print("\n| n_envs (SubprocVecEnv) | env steps/s | speed-up |\n|---|---|---|")
-    base = None
-    for n in (int(x) for x in args.n_envs.split(",")):
-        r = vec_steps_per_second(n, args.vec_steps)
-        base = base or r
-        print(f"| {n} | {r:.2f} | {r / base:.2f} |")
+    if args.layers:
+        print(f"DUS-v1 MLP, K = {args.layers} runs, one thread: run-iterations/s (forward, backward, SGD step)")
+        for name, rate in layer_rates(args.layers).items():
+            print(f"  {name}: {rate:.0f}")
+        return
+    ks, threads = [int(k) for k in args.batched.split(",")], [int(t) for t in args.threads.split(",")]
+    table = batched_table(args.env, ks, threads, args.processes)
+    print(table)
+    if args.out:
+        Path(args.out).write_text(table)
 
 
 # ----------------------------------------------------------------------------------------------- batched runs
 V1_ID = "dus_env/DUS-v1"
 
 
-def linear_shapes(params: dict[str, torch.Tensor]) -> list[tuple[int, int]]:
-    """(in, out) of every Linear of a StackedModel (weights are stored (K, in, out))."""
-    return [tuple(p.shape[1:]) for n, p in params.items() if n.endswith(".weight")]
+def model_linear_shapes(model: torch.nn.Module) -> list[tuple[int, int]]:
+    """(in, out) of every Linear layer of a model."""
+    return [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
 
 
 def iteration_flops(shapes: list[tuple[int, int]], batch_size: int) -> float:
@@ -151,6 +97,12 @@ def iteration_flops(shapes: list[tuple[int, int]], batch_size: int) -> float:
     With uniform quantities every Linear (encoders, heads, fusion projections and head) sees B rows.
     """
     return 3.0 * sum(2.0 * batch_size * i * o for i, o in shapes)
+
+
+def step_flops(shapes: list[tuple[int, int]], runs: int, batch_size: int, interval: int, val_rows: int) -> float:
+    """FLOPs of one environment step of ``runs`` runs: their training iterations and one validation pass each."""
+    forward_per_row = sum(2.0 * i * o for i, o in shapes)
+    return runs * (interval * iteration_flops(shapes, batch_size) + val_rows * forward_per_row)
 
 
 def matmul_peak(shapes: list[tuple[int, int]], rows: int, seconds: float = 1.0) -> float:
@@ -188,21 +140,20 @@ def _time_shares(trainer: object, iterations: int) -> dict[str, float]:
     return {k: v / max(total, 1e-9) for k, v in shares.items()}
 
 
-def batched_row(k: int, threads: int) -> dict[str, float]:
+def batched_row(env_id: str, k: int, threads: int) -> dict[str, float]:
     """One row of the batched table, measured in this process (run it in a fresh one for its peak memory)."""
     from dus_env import ENV_IDS
     from dus_env.batched import BatchedDUSEnv
-    from mml_backbones.batched_model import BatchedTrainer
+    from mml_backbones.trainer import Trainer
 
     torch.set_num_threads(threads)
-    env = BatchedDUSEnv(k, None, **{**ENV_IDS[V1_ID], "num_threads": threads})
+    env = BatchedDUSEnv(k, None, **{**ENV_IDS[env_id], "num_threads": threads})
     c = env.config
     b, interval = c.trainer.batch_size, c.trainer.decision_interval
-    trainer = BatchedTrainer([c.trainer_config(100 + i) for i in range(k)], env.splits)
-    shapes = linear_shapes(trainer.model.params)
-    flops = iteration_flops(shapes, b)
+    trainer = Trainer([c.trainer_config(100 + i) for i in range(k)], env.splits)
+    shapes = model_linear_shapes(trainer.runs[0].model)
     peak = matmul_peak(shapes, k * b)
-    trainer.decide(np.full((k, len(env.modalities)), b))
+    trainer.decide_each([dict.fromkeys(env.modalities, b)] * k)
     trainer.run_iterations(2)  # warm-up
     n = max(8, 2048 // k)
     t = time.perf_counter()
@@ -212,23 +163,57 @@ def batched_row(k: int, threads: int) -> dict[str, float]:
     del trainer
     env.reset(seed=0)
     action = np.zeros((k, *env.single_action_space.shape), np.float32)  # the uniform equal-budget action
-    steps = max(2, min(env.episode_length, 64 // k))
+    env.step(action)  # warm-up (the first step also validates at reset)
+    steps = max(2, min(env.episode_length - 1, 64 // k))
     t = time.perf_counter()
     for _ in range(steps):
         env.step(action)
     dt = time.perf_counter() - t
     runs = k * (2 if c.reference else 1)
+    val_rows = len(env.splits.val) if c.trainer.val_max_samples is None else c.trainer.val_max_samples
     return {
+        "env": env_id,
         "k": k,
         "threads": threads,
-        "flops": flops,
+        "flops": iteration_flops(shapes, b),
+        "step_flops": step_flops(shapes, runs, b, interval, val_rows),
         "peak": peak,
         "train_rate": train_rate,
         "env_steps": k * steps / dt,
-        "env_rate": runs * interval * steps / dt,
         "memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_mib": _proc_mib(os.getpid(), "VmRSS"),
         **{f"share_{key}": v for key, v in shares.items()},
+    }
+
+
+def single_row(env_id: str, steps: int = 6) -> dict[str, float]:
+    """One ordinary DUSEnv on one thread: environment steps/s, the same work counted in FLOPs."""
+    import gymnasium as gym
+
+    torch.set_num_threads(1)
+    env = gym.make(env_id).unwrapped
+    c = env.config
+    b, interval = c.trainer.batch_size, c.trainer.decision_interval
+    env.reset(seed=0)
+    shapes = model_linear_shapes(env.run.model)
+    peak = matmul_peak(shapes, b)
+    action = np.zeros(env.action_space.shape, np.float32)
+    env.step(action)  # warm-up
+    t = time.perf_counter()
+    for _ in range(steps):
+        env.step(action)
+    dt = time.perf_counter() - t
+    val_rows = len(env.splits.val) if c.trainer.val_max_samples is None else c.trainer.val_max_samples
+    return {
+        "env": env_id,
+        "k": 1,
+        "threads": 1,
+        "flops": iteration_flops(shapes, b),
+        "step_flops": step_flops(shapes, 2 if c.reference else 1, b, interval, val_rows),
+        "peak": peak,
+        "env_steps": steps / dt,
+        "memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_mib": _proc_mib(os.getpid(), "VmRSS"),
     }
 
 
@@ -240,8 +225,8 @@ def _proc_mib(pid: int, field: str = "VmHWM") -> float:
     return float("nan")
 
 
-def subproc_row(workers: int = 2, steps: int = 12) -> dict[str, float]:
-    """SubprocVecEnv of ``workers`` ordinary DUS-v1 environments (one torch thread each), as a table row."""
+def subproc_row(env_id: str, workers: int = 2, steps: int = 12) -> dict[str, float]:
+    """SubprocVecEnv of ``workers`` ordinary environments (one torch thread each), as a table row."""
     import gymnasium as gym
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
@@ -249,18 +234,19 @@ def subproc_row(workers: int = 2, steps: int = 12) -> dict[str, float]:
     from dus_env import ENV_IDS
 
     torch.set_num_threads(1)
-    probe = gym.make(V1_ID).unwrapped
+    probe = gym.make(env_id).unwrapped
     c = probe.config
     b, interval = c.trainer.batch_size, c.trainer.decision_interval
     probe.reset(seed=0)
-    shapes = [(m.in_features, m.out_features) for m in probe.trainer.model.modules() if isinstance(m, torch.nn.Linear)]
+    shapes = model_linear_shapes(probe.run.model)
+    val_rows = len(probe.splits.val) if c.trainer.val_max_samples is None else c.trainer.val_max_samples
     del probe
     # the bound of `workers` one-thread processes, measured as they would run: concurrently, B rows each
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--peak", json.dumps([shapes, b])]
     root = Path(__file__).resolve().parents[1]
     running = [subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, text=True) for _ in range(workers)]
     peak = sum(json.loads(p.communicate()[0]) for p in running)
-    venv = make_vec_env(partial(DUSEnv, **ENV_IDS[V1_ID]), n_envs=workers, seed=0, vec_env_cls=SubprocVecEnv)
+    venv = make_vec_env(partial(DUSEnv, **ENV_IDS[env_id]), n_envs=workers, seed=0, vec_env_cls=SubprocVecEnv)
     venv.reset()
     action = np.zeros((workers, *venv.action_space.shape), np.float32)  # the uniform equal-budget action
     venv.step(action)  # warm-up
@@ -272,105 +258,194 @@ def subproc_row(workers: int = 2, steps: int = 12) -> dict[str, float]:
     memory = sum(_proc_mib(pid) for pid in pids)
     rss = sum(_proc_mib(pid, "VmRSS") for pid in pids)
     venv.close()
-    runs = workers * (2 if c.reference else 1)
+    runs = 2 if c.reference else 1
     return {
+        "env": env_id,
         "k": workers,
         "threads": 1,
         "flops": iteration_flops(shapes, b),
+        "step_flops": step_flops(shapes, runs, b, interval, val_rows),
         "peak": peak,
         "env_steps": workers * steps / dt,
-        "env_rate": runs * interval * steps / dt,
         "memory_mib": memory,
         "rss_mib": rss,
     }
 
 
-def _row_processes(k: int, threads: int, processes: int) -> dict[str, float]:
-    """A row measured by ``processes`` concurrent fresh processes of K / processes runs each, summed."""
+def _fresh(args: list[str]) -> subprocess.Popen:
     root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "benchmarks.throughput", "--batched-row", str(k // processes), "--threads"]
-    running = [
-        subprocess.Popen([*cmd, str(threads)], cwd=root, stdout=subprocess.PIPE, text=True) for _ in range(processes)
-    ]
+    return subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.throughput", *args], cwd=root, stdout=subprocess.PIPE, text=True
+    )
+
+
+def _row_processes(env_id: str, k: int, threads: int, processes: int) -> dict[str, float]:
+    """A row measured by ``processes`` concurrent fresh processes of K / processes runs each, summed."""
+    args = ["--batched-row", str(k // processes), "--env", env_id, "--threads", str(threads)]
+    running = [_fresh(args) for _ in range(processes)]
     parts = [json.loads(p.communicate()[0].strip().splitlines()[-1]) for p in running]
     if any(p.returncode for p in running):
-        raise RuntimeError(f"a batched row failed: {cmd}")
-    row = {key: sum(part[key] for part in parts) for key in ("peak", "train_rate", "env_steps", "env_rate")}
+        raise RuntimeError(f"a batched row failed: {args}")
+    row = {key: sum(part[key] for part in parts) for key in ("peak", "train_rate", "env_steps")}
     row.update({key: sum(part[key] for part in parts) for key in ("memory_mib", "rss_mib")})
     return {**parts[0], **row, "k": k, "processes": processes}
 
 
-def batched_table(ks: list[int], threads: list[int], processes: int = 1) -> str:
-    """Measure every row (each batched row in fresh processes) and format the markdown table.
+def _single_in_fresh_process(env_id: str) -> dict[str, float]:
+    p = _fresh(["--single-row", "--env", env_id])
+    return {**json.loads(p.communicate()[0].strip().splitlines()[-1]), "processes": 1}
+
+
+def batched_table(env_id: str, ks: list[int], threads: list[int], processes: int = 1) -> str:
+    """Measure every row (each in fresh processes) and format the markdown table.
 
     With ``processes`` > 1, K is also split over that many concurrent 1-thread processes (the way to use several
     cores when intra-op threads stall on a shared machine); their rates, peaks and memory are summed.
     """
     load = os.getloadavg()
+    single = _single_in_fresh_process(env_id)
     rows = []
     for th in threads:
         for k in ks:
-            rows.append(_row_processes(k, th, 1))
+            rows.append(_row_processes(env_id, k, th, 1))
             print(f"measured K={k}, {th} thread(s)", file=sys.stderr)
     if processes > 1:
         for k in (k for k in ks if k % processes == 0 and k > processes):
-            rows.append(_row_processes(k, 1, processes))
+            rows.append(_row_processes(env_id, k, 1, processes))
             print(f"measured K={k} as {processes} processes", file=sys.stderr)
-    base = subproc_row()
+    base = subproc_row(env_id)
     load_after = os.getloadavg()
     lines = [
-        f"# Batched runs: throughput on {V1_ID}",
+        f"# Batched runs: throughput on {env_id}",
         "",
-        f"`python -m benchmarks.throughput --batched {','.join(map(str, ks))} --threads {','.join(map(str, threads))} "
-        f"--processes {processes}`"
+        f"`python -m benchmarks.throughput --env {env_id} --batched {','.join(map(str, ks))} "
+        f"--threads {','.join(map(str, threads))} --processes {processes}`"
         f"; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
         f"1-minute load average {load[0]:.1f} before, {load_after[0]:.1f} after (the machine is shared: compare "
         "ratios within a row, whose rate and matmul peak were measured moments apart).",
         "",
-        "Run-iterations: one training iteration of one run (B = 64 per modality). DUS-v1 episodes train the agent's "
-        "run and the uniform reference run, so the env columns count 2 runs per environment. Rows 'K (P x K/P)' "
-        "split the K environments over P concurrent one-thread processes (rates, matmul peaks and memory summed): "
-        "on a shared machine torch's intra-op threads wait for each other, processes do not.",
+        "Run-iterations: one training iteration of one run (B = 64 per modality). v1 episodes train the agent's "
+        "run and the uniform reference run; an environment step's work is both runs' training iterations and "
+        "both validation passes, counted in FLOPs ('step work'). Rows 'K (P x K/P)' split the K environments over "
+        "P concurrent one-thread processes (rates, matmul peaks and memory summed): on a shared machine torch's "
+        "intra-op threads wait for each other, processes do not.",
         "",
-        "| K | threads | K runs: run-it/s | of bound | env steps/s | env run-it/s | of bound | peak RSS (MiB) |"
-        " RSS after the steps (MiB) | matmul peak (GFLOP/s) |",
+        "| K | threads | K runs: run-it/s | of bound | env steps/s | vs one env, 1 thread | step work, of bound |"
+        " peak RSS (MiB) | RSS after the steps (MiB) | matmul peak (GFLOP/s) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
+    work = single["step_flops"] * single["env_steps"] / single["peak"]
+    lines.append(
+        f"| one DUSEnv | 1 | - | - | {single['env_steps']:.2f} | 1x | {work:.0%} | {single['memory_mib']:.0f} | "
+        f"{single['rss_mib']:.0f} | {single['peak'] / 1e9:.0f} |"
+    )
     for r in rows:
         bound = r["peak"] / r["flops"]
         k = f"{r['k']} ({r['processes']} x {r['k'] // r['processes']})" if r["processes"] > 1 else r["k"]
         th = f"{r['threads']} each" if r["processes"] > 1 else r["threads"]
+        work = r["step_flops"] / r["k"] * r["env_steps"] / r["peak"]
         lines.append(
-            f"| {k} | {th} | {r['train_rate']:.0f} | {r['train_rate'] / bound:.0%} | "
-            f"{r['env_steps']:.2f} | {r['env_rate']:.0f} | {r['env_rate'] / bound:.0%} | {r['memory_mib']:.0f} | "
+            f"| {k} | {th} | {r['train_rate']:.0f} | {r['train_rate'] / bound:.0%} | {r['env_steps']:.2f} | "
+            f"{r['env_steps'] / single['env_steps']:.2f}x | {work:.0%} | {r['memory_mib']:.0f} | "
             f"{r['rss_mib']:.0f} | {r['peak'] / 1e9:.0f} |"
         )
-    bound = base["peak"] / base["flops"]
+    work = base["step_flops"] * base["env_steps"] / base["peak"]
     lines.append(
-        f"| SubprocVecEnv, 2 workers | 1 each | - | - | {base['env_steps']:.2f} | {base['env_rate']:.0f} | "
-        f"{base['env_rate'] / bound:.0%} | {base['memory_mib']:.0f} (sum of 3) | {base['rss_mib']:.0f} (sum of 3) | "
-        f"{base['peak'] / 1e9:.0f} (2 processes at once) |"
+        f"| SubprocVecEnv, 2 workers | 1 each | - | - | {base['env_steps']:.2f} | "
+        f"{base['env_steps'] / single['env_steps']:.2f}x | {work:.0%} | {base['memory_mib']:.0f} (sum of 3) | "
+        f"{base['rss_mib']:.0f} (sum of 3) | {base['peak'] / 1e9:.0f} (2 processes at once) |"
     )
     lines += [
         "",
-        f"FLOPs per run-iteration (from the Linear shapes): {rows[0]['flops'] / 1e6:.1f} M. Peak RSS is dominated by "
-        "the synthetic loader's Monte Carlo Bayes estimate (about 835 MiB in any process that loads DUS-v1's data); "
-        "the RSS after the steps is the footprint of the data, the runs and their optimiser state.",
+        f"FLOPs per run-iteration (from the Linear shapes): {rows[0]['flops'] / 1e6:.1f} M; per environment step "
+        f"(both runs, both validation passes): {single['step_flops'] / 1e9:.2f} G.",
     ]
     for r in rows:
         if "share_matmul" in r:
             lines.append(
-                f"Where the time goes at K = {r['k'] // r['processes']}, {r['threads']} thread(s) (torch.profiler, "
-                "self CPU time of "
-                f"the training loop): batched matmuls {r['share_matmul']:.0%}, optimiser step "
-                f"{r['share_optimizer']:.0%}, everything else {r['share_other']:.0%}."
+                f"Where the training time goes at K = {r['k'] // r['processes']}, {r['threads']} thread(s) "
+                "(torch.profiler, self CPU time of the training loop): batched matmuls "
+                f"{r['share_matmul']:.0%}, optimiser step {r['share_optimizer']:.0%}, everything else "
+                f"{r['share_other']:.0%}."
             )
-    for r in rows:
-        if r["k"] >= 8:  # the same runs per step on both sides: the ratio of run-iterations/s too
-            ratio = r["env_steps"] / base["env_steps"]
-            how = f"{r['processes']} processes of 1 thread" if r["processes"] > 1 else f"{r['threads']} thread(s)"
-            lines.append(f"K = {r['k']}, {how}: {ratio:.2f}x SubprocVecEnv's environment steps/s.")
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------- the batched Linear
+def layer_rates(k: int, iterations: int = 20) -> dict[str, float]:
+    """Run-iterations/s of DUS-v1's MLP model trained K at a time four ways (forward, backward, SGD step)."""
+    import copy
+
+    import torch.nn.functional as F
+    from torch.func import functional_call, vmap
+
+    from dus_env import ENV_IDS
+    from mml_backbones.models.layers import vectorised
+    from mml_backbones.trainer import Trainer
+
+    torch.set_num_threads(1)
+    config = DUSEnv(**ENV_IDS[V1_ID]).config
+    runs = Trainer([config.trainer_config(100 + i) for i in range(k)], vectorise=False).runs
+    models = [r.model for r in runs]
+    data = runs[0].train_data
+    b = config.trainer.batch_size
+    idx = torch.randint(0, len(data), (k, b))
+    inputs = {m: data.modalities[m][idx] for m in runs[0].modalities}
+    y = data.labels[idx]
+
+    def loss_of(out: object, yy: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(out.fused_logits, yy) + sum(F.cross_entropy(v, yy) for v in out.unimodal_logits.values())
+
+    def stacked(transpose: bool) -> dict[str, torch.Tensor]:
+        out = {}
+        for n, _ in models[0].named_parameters():
+            t = torch.stack([m.get_parameter(n).detach() for m in models])
+            out[n] = (t.transpose(1, 2).contiguous() if transpose and n.endswith("weight") else t).requires_grad_()
+        return out
+
+    results = {}
+    base = copy.deepcopy(models[0])
+    for name, transpose, custom in (
+        ("vmap over F.linear, (K, out, in)", False, False),
+        ("vmap over the batched Linear, (K, in, out)", True, True),
+    ):
+        params = stacked(transpose)
+        opt = torch.optim.SGD(list(params.values()), lr=1e-3, momentum=0.9, fused=True)
+
+        def f(p: dict, x: dict, yy: torch.Tensor) -> torch.Tensor:
+            return loss_of(functional_call(base, p, (x,), {"n_paired": b}), yy)
+
+        def step(
+            params: dict = params, opt: torch.optim.Optimizer = opt, transpose: bool = transpose, custom: bool = custom
+        ) -> None:
+            view = {n: t.transpose(1, 2) if transpose and n.endswith("weight") else t for n, t in params.items()}
+            with vectorised() if custom else contextlib.nullcontext():
+                loss = vmap(f)(view, inputs, y).sum()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        results[name] = _rate(step, k, iterations)
+    opts = [torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9) for m in models]
+
+    def loop() -> None:
+        for j, (m, o) in enumerate(zip(models, opts)):
+            loss = loss_of(m({mm: x[j] for mm, x in inputs.items()}, n_paired=b), y[j])
+            o.zero_grad()
+            loss.backward()
+            o.step()
+
+    results["one module per run, in a loop"] = _rate(loop, k, iterations)
+    return results
+
+
+def _rate(step: object, k: int, iterations: int) -> float:
+    step()
+    step()
+    t = time.perf_counter()
+    for _ in range(iterations):
+        step()
+    return k * iterations / (time.perf_counter() - t)
 
 
 if __name__ == "__main__":

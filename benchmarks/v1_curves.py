@@ -25,6 +25,7 @@ WORLDS = ("dus_env/DUS-v1", "dus_env/DUS-Strong-v1", "dus_env/DUS-ThreeModal-v1"
 def curves(worlds: list[str], seeds: int, csv: Path) -> pd.DataFrame:
     """Per (world, seed, epoch): validation accuracy of the uniform control."""
     import torch
+    from tqdm.auto import tqdm
 
     import dus_env
     from agents.seeds import downstream_seeds
@@ -35,14 +36,12 @@ def curves(worlds: list[str], seeds: int, csv: Path) -> pd.DataFrame:
     torch.set_num_threads(1)
     log = CsvLog(csv)
     done = {(r["world"], int(r["seed"])) for r in log.read()}
-    for world in worlds:
+    todo = [(w, s) for w in worlds for s in downstream_seeds(seeds) if (w, s) not in done]
+    for world, seed in tqdm(todo, desc="uniform runs", unit="run"):
         trainer_config = dus_env.make_config(**dus_env.ENV_IDS[world]).trainer
-        for seed in downstream_seeds(seeds):
-            if (world, seed) in done:
-                continue
-            result = Trainer(replace(trainer_config, seed=seed)).fit(progress=False)
-            for row in result.history:
-                log.append({"world": world, "seed": seed, "epoch": row["epoch"], "val_acc": row["val/fused_acc"]})
+        result = Trainer(replace(trainer_config, seed=seed)).fit(progress=False)
+        for row in result.history:
+            log.append({"world": world, "seed": seed, "epoch": row["epoch"], "val_acc": row["val/fused_acc"]})
     return pd.DataFrame(log.read()).astype({"seed": int, "epoch": int, "val_acc": float})
 
 

@@ -26,13 +26,15 @@ HAPT's rows are kept apart: HAPT_CSV is benchmarks/results/v1_downstream_hapt.cs
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from benchmarks.grid import Cell, run_cell, run_grid
+from mml_backbones.errors import ConfigError
 
-from benchmarks.grid import Cell, run_grid
-from benchmarks.report import paired_difference, pm
+if TYPE_CHECKING:  # imported where used: `dus --help` builds `dus bench`'s parser from this module
+    import pandas as pd
 from mml_backbones.methods import METHODS
 
 RESULTS = Path(__file__).parent / "results"
@@ -74,6 +76,8 @@ ROWS = ("joint", "learned", "concat", "ogm_ge", "mie", "peers")
 
 def best_share(env_id: str) -> str | None:
     """The gate's best equal-budget constant share on ``env_id`` as a sampler spec (None before the gate ran)."""
+    import pandas as pd
+
     from agents.headroom import best_constant, gate_table
 
     frames = [pd.read_csv(p) for p in RESULTS.glob("headroom_v1*.csv")]
@@ -168,6 +172,10 @@ def fair_control(row: str) -> str:
 
 def table(df: pd.DataFrame, world: str) -> pd.DataFrame:
     """One world's rows: test accuracy, weakest probe, paired differences to the fair controls."""
+    import pandas as pd
+
+    from benchmarks.report import paired_difference, pm
+
     part = df[df["group"].str.startswith(world + "|")].copy()
     part["row"] = part["group"].str.split("|", n=1).str[1]
     rows = []
@@ -193,22 +201,29 @@ def table(df: pd.DataFrame, world: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("row")
 
 
-def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
-    """Run (or finish) the grid and print one table per world."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--worlds", default="mild,strong,three_modal")
-    p.add_argument("--rows", default=",".join(ROWS))
+def add_arguments(
+    p: argparse.ArgumentParser, worlds: str = "mild,strong,three_modal", rows: str = ",".join(ROWS)
+) -> None:
+    """The grid's command-line options (``dus bench`` shares them, with its own default worlds and rows)."""
+    p.add_argument("--worlds", default=worlds, help=f"comma-separated, of {', '.join(WORLDS)} (default: %(default)s)")
+    p.add_argument("--rows", default=rows, help=f"comma-separated, of {', '.join(ROWS)} (default: %(default)s)")
     p.add_argument("--policies", help='learned rows to run, by label (default all), e.g. "DUS-v1 SAC,DUS-v1 REINFORCE"')
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--workers", type=int, default=1)
-    p.add_argument("--csv", default=str(RESULTS / "v1_downstream.csv"))
+    p.add_argument("--seeds", type=int, default=5, help="downstream seeds per row, from 20000 (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default: %(default)s)")
+    p.add_argument("--csv", default=str(RESULTS / "v1_downstream.csv"), help="results file (default: %(default)s)")
     p.add_argument("--backend", default="local", choices=["local", "ray"], help="ray: each cell a Ray task")
     p.add_argument("--address", help="Ray cluster address, e.g. auto (default: start Ray locally)")
-    args = p.parse_args(argv)
+
+
+def run(args: argparse.Namespace, runner: Callable[[Cell], dict[str, Any]] = run_cell) -> dict[str, pd.DataFrame]:
+    """Run (or finish) the grid that ``args`` describe and print one table per world."""
     worlds = args.worlds.split(",")
+    unknown = [w for w in worlds if w not in WORLDS]
+    if unknown:
+        raise ConfigError(f"unknown world(s) {unknown}; valid: {', '.join(WORLDS)}")
     learned = args.policies.split(",") if args.policies else None
     grid = cells(worlds, args.rows.split(","), args.seeds, learned)
-    out = run_grid(grid, args.csv, workers=args.workers, backend=args.backend, address=args.address)
+    out = run_grid(grid, args.csv, workers=args.workers, backend=args.backend, address=args.address, runner=runner)
     df = out.read()
     tables = {}
     for world in worlds:
@@ -216,6 +231,13 @@ def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
         print(f"\n### {world} ({WORLDS[world]}), test split, downstream seeds\n")
         print(tables[world].to_markdown())
     return tables
+
+
+def main(argv: list[str] | None = None) -> dict[str, pd.DataFrame]:
+    """Entry point of ``python -m benchmarks.v1_downstream``."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(p)
+    return run(p.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ instance set's train or test split, with the validation context in the observati
 
 v0, the first release (Adam 1e-3, 4 epochs, a free quantity per modality, delta_val_acc on a 1000-sample
 validation subset, the cumulative/ratio/progress observation), kept working and reproducible: DUS-v0,
-DUS-Strong-v0, DUS-ThreeModal-v0, DUS-HAPT-v0, DUS-Tiny-v0.
+DUS-Strong-v0, DUS-ThreeModal-v0, DUS-HAPT-v0, DUS-Tiny-v0. Every v0 setting is written out in ``V0``, since the
+defaults (``DUSEnvConfig()``, ``make_config(None)``) are DUS-v1's; tests/dus_env/test_v0_pinned.py pins them.
 """
 
 from typing import Any
@@ -99,11 +100,10 @@ FAMILY_IDS: dict[str, dict[str, Any]] = {
     "dus_env/DUS-Family-v1": {**FAMILY_V1, "instance_set": "two_modal", "split": "train", "sampling": "random"},
 }
 for _id, _kwargs in FAMILY_IDS.items():
-    if _id not in registry:  # one run per environment: make_vec falls back to SyncVectorEnv
+    if _id not in registry:  # no vector entry point: gymnasium.make_vec gives a SyncVectorEnv of families
         register(id=_id, entry_point="dus_env.family:DUSFamilyEnv", kwargs=_kwargs)
 
-# gymnasium.make_vec(id, num_envs=K) trains the K runs batched in one process (dus_env.batched), falling back to
-# SyncVectorEnv with a warning outside the batched scope
+# gymnasium.make_vec(id, num_envs=K) trains the K runs batched in one process (dus_env.batched)
 for _id, _kwargs in ENV_IDS.items():
     if _id not in registry:
         register(

@@ -13,22 +13,27 @@ from dus_env.rewards import NEEDS_REFERENCE, REWARDS
 from dus_env.seeds import TRAIN_SEED_RANGE
 from mml_backbones.config import from_dict, replace, to_dict
 from mml_backbones.errors import ConfigError
+from mml_backbones.observation import LEARNING_FEATURES
+from mml_backbones.optim import OptimConfig
 from mml_backbones.trainer_config import TrainerConfig
 
-#: the default episode: DUS-v1's world (synthetic "mild", joint, the papers' SGD, 12 epochs, whole validation)
+#: the default episode: DUS-v1's world (synthetic "mild", joint, the papers' SGD, 12 epochs, a step every 47
+#: iterations, the whole validation split, the observation that describes learning)
 DEFAULT_TRAINER = TrainerConfig(
     dataset="synthetic",
     dataset_options={"preset": "mild"},
+    optim=OptimConfig(name="sgd", lr=1e-3, momentum=0.9, weight_decay=1e-4),
     epochs=12,
     decision_interval=47,
     val_max_samples=None,
+    observation_features=LEARNING_FEATURES,
     num_threads=1,
 )
 
 
 @dataclass(frozen=True)
 class DUSEnvConfig:
-    """One DUS environment.
+    """One DUS environment; the defaults are ``dus_env/DUS-v1`` (the v0 ids state every v0 setting explicitly).
 
     The episode's training run is ``trainer``: its ``epochs`` are the episode, its ``decision_interval`` the
     iterations of one step, its ``val_max_samples`` the validation samples that rewards score (None: all), its
@@ -58,8 +63,8 @@ class DUSEnvConfig:
     action_scale: ActionScale = "log"
     action_bins: int = 5
     action_temperature: float = 2.0
-    reward: str = "delta_val_acc"
-    reference: bool = False
+    reward: str = "paired_selected_val"
+    reference: bool = True
     reward_scale: float = 100.0
     balance_weight: float = 1.0
     seed: int = 0
@@ -105,8 +110,9 @@ TRAINER_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainerConfig))
 def make_config(config: DUSEnvConfig | dict[str, Any] | None = None, **overrides: Any) -> DUSEnvConfig:
     """``config`` with ``overrides``: environment fields by name, and any TrainerConfig field by its own name.
 
-    ``trainer=`` replaces the training run (a TrainerConfig or a dict of its fields); flat TrainerConfig keys
-    (``epochs=2``, ``optim={"name": "adam"}``) change one field of it. ``seed`` is the environment's.
+    ``trainer=`` given a TrainerConfig replaces the training run; given a dict, it overlays the fields it names on
+    ``config``'s training run (one level deep: ``trainer={"optim": {...}}`` replaces the whole optimiser), as the
+    flat TrainerConfig keys (``epochs=2``, ``optim={"name": "adam"}``) do. ``seed`` is the environment's.
     """
     if config is None:
         config = DUSEnvConfig()
@@ -116,7 +122,7 @@ def make_config(config: DUSEnvConfig | dict[str, Any] | None = None, **overrides
     trainer = to_dict(config.trainer)
     for key, value in overrides.items():
         if key == "trainer":
-            trainer = to_dict(value) if isinstance(value, TrainerConfig) else {**to_dict(DEFAULT_TRAINER), **value}
+            trainer = to_dict(value) if isinstance(value, TrainerConfig) else {**trainer, **to_dict(value)}
         elif key in ENV_FIELDS:
             env_changes[key] = value
         elif key in TRAINER_FIELDS:

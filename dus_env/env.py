@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -9,13 +10,19 @@ import numpy as np
 from gymnasium import spaces
 
 from dus_env.config import DUSEnvConfig, make_config
-from dus_env.reference import Metrics, ReferenceRun, ScoredRun
-from dus_env.rewards import compute_reward
+from dus_env.episodes import Episodes
 from mml_backbones.data.dataset import DatasetSplits
 from mml_backbones.data.registry import load_dataset
 from mml_backbones.observation import DiscrepancyObservation, feature_bounds
 from mml_backbones.quantities import Quantities
+from mml_backbones.run import Run
 from mml_backbones.trainer import Trainer
+
+
+def observation_space(features: Sequence[str], num_modalities: int) -> spaces.Box:
+    """The observation space of ``features`` for ``num_modalities`` modalities (what a policy file is rebuilt with)."""
+    low, high = feature_bounds(features, num_modalities)
+    return spaces.Box(low, high, dtype=np.float32)
 
 
 class DUSEnv(gym.Env):
@@ -27,7 +34,8 @@ class DUSEnv(gym.Env):
     episode's seed) and each step lets it train for ``decision_interval`` iterations with the quantities the
     action sets: every modality m takes the first n_m samples of the next max_m n_m training indices, the
     fusion loss uses the paired prefix and each unimodal loss is normalised by the nominal batch size B. The
-    environment is a thin adapter over ``Trainer.run_decision``: it never trains on its own.
+    environment is a thin adapter over the training core (``dus_env.episodes``, shared with the batched vector
+    environment): it never trains on its own.
 
     ## Action Space
 
@@ -55,9 +63,14 @@ class DUSEnv(gym.Env):
     | loss       | M       | mean unimodal training cross-entropy over the last step (nats)   | [0, 5]  |
     | allocation | M       | the last action's quantities as shares n_m / sum n               | [0, 1]  |
     | progress   | 1       | iterations done / iterations in the episode                      | [0, 1]  |
+    | val_acc    | M       | each head's validation accuracy at the latest epoch end          | [0, 1]  |
+    | val_gap    | M       | each head's training score minus its validation true-class prob. | [-1, 1] |
+    | val_score  | 1       | the validation score (selection metric) at the latest epoch end  | [0, 1]  |
+    | val_drop   | 1       | the best validation score so far minus the latest                | [0, 1]  |
 
-    speed and loss are 0 until the steps they need have run. See ``mml_backbones.observation``. The observation
-    does not name the dataset, so a policy runs on any dataset with the same M.
+    speed and loss are 0 until the steps they need have run; the val_* features (the validation context,
+    DUS-Family-v1's observation) are 0 until the first epoch end. See ``mml_backbones.observation``. The
+    observation does not name the dataset, so a policy runs on any dataset with the same M.
 
     ## Rewards
 
@@ -100,11 +113,11 @@ class DUSEnv(gym.Env):
 
     ## Arguments
 
-    ``DUSEnv(config=None, **overrides)``: any field of ``DUSEnvConfig`` (``reward``, ``reference``, the action
-    settings, ...) and any TrainerConfig field as a keyword, e.g.
+    ``DUSEnv(config=None, splits=None, **overrides)``: any field of ``DUSEnvConfig`` (``reward``, ``reference``,
+    the action settings, ...) and any TrainerConfig field as a keyword, e.g.
     ``gymnasium.make("dus_env/DUS-v1", reward="paired_val_loss", decision_interval=50)`` or
     ``gymnasium.make("dus_env/DUS-v1", reference=False, reward="delta_val_acc")`` (no reference run: half the
-    compute).
+    compute). ``splits``: the dataset already loaded from the same options (an instance family shares its loads).
 
     ## Version History
 
@@ -132,18 +145,12 @@ class DUSEnv(gym.Env):
         splits = splits if splits is not None else load_dataset(t.dataset, **t.dataset_options)
         self.splits: DatasetSplits = splits.select_modalities(t.modalities) if t.modalities else splits
         self.modalities = self.splits.modality_names
-        self.mapper = self.config.action_mapper(len(self.modalities))
+        #: the episode path shared with the batched environment (one member here, each run exactly as alone)
+        self.episodes = Episodes(self.config, self.splits, vectorise=False)
+        self.mapper = self.episodes.mapper
         self.action_space = self.mapper.space
-        low, high = feature_bounds(t.observation_features, len(self.modalities))
-        self.observation_space = spaces.Box(low, high, dtype=np.float32)
-        self.trainer: Trainer | None = None
-        #: the uniform run of the paired rewards (None with reference=False)
-        self.reference: ReferenceRun | None = ReferenceRun(self.splits) if self.config.reference else None
-        self._val: Metrics = {}
-        self._ref_val: Metrics | None = None
+        self.observation_space = observation_space(t.observation_features, len(self.modalities))
         self._first_reset = True
-        self._train_seed: int | None = None
-        self._scored: ScoredRun
 
     # ------------------------------------------------------------------------------------------------- API
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -151,13 +158,8 @@ class DUSEnv(gym.Env):
         super().reset(seed=seed)
         train_seed = self.config.episode_seed(seed, self._first_reset, self.np_random)
         self._first_reset = False
-        self._train_seed = train_seed
-        config = self.config.trainer_config(train_seed)
-        self.trainer = Trainer(config, splits=self.splits)
-        self._scored = ScoredRun(self.trainer)
-        self._val = self._validate()
-        self._ref_val = self.reference.reset(config) if self.reference is not None else None
-        return self.trainer.observation_vector(), self._info(self._val, self._ref_val, None)
+        obs, infos = self.episodes.begin([train_seed])
+        return obs[0], infos[0]
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Train the next decision interval with the quantities ``action`` sets."""
@@ -167,39 +169,35 @@ class DUSEnv(gym.Env):
     def step_quantities(self, quantities: Quantities) -> tuple[np.ndarray, float, bool, bool, dict]:
         """``step`` with the quantities given directly (how non-RL samplers are scored in the environment)."""
         self._check_running()
-        assert self.trainer is not None
-        q = self.trainer.decide(quantities)
-        self.trainer.run_iterations(self.trainer.decision_left)
-        val = self._validate()
-        ref = self.reference.step() if self.reference is not None else None
-        terminated = self.trainer.done
-        c = self.config
-        ratio = self.trainer.observation().ratio
-        r = compute_reward(
-            c.reward, val, self._val, ratio, terminated, c.reward_scale, c.balance_weight, ref, self._ref_val
-        )
-        self._val, self._ref_val = val, ref
-        return self.trainer.observation_vector(), float(r), terminated, False, self._info(val, ref, q)
+        obs, rewards, terminated, infos = self.episodes.advance([quantities])
+        return obs[0], float(rewards[0]), bool(terminated[0]), False, infos[0]
 
     def action_to_quantities(self, action: Any) -> dict[str, int]:
         """The quantities an action gives (see ``dus_env.actions``)."""
-        n = self.mapper.action_to_quantities(action, self.config.trainer.batch_size)
-        return dict(zip(self.modalities, (int(k) for k in n)))
+        return self.episodes.action_to_quantities(action)
 
     def observation(self) -> DiscrepancyObservation:
         """The current discrepancy observation (what samplers see; ``step`` returns its vector)."""
         self._check_started()
+        return self.run.controller.observation()
+
+    @property
+    def trainer(self) -> Trainer | None:
+        """The training core of the episode (the agent's run first, then the reference run if it trains)."""
+        return self.episodes.trainer
+
+    @property
+    def run(self) -> Run:
+        """The agent's training run (its model, method, statistics)."""
+        self._check_started()
         assert self.trainer is not None
-        return self.trainer.observation()
+        return self.trainer.runs[0]
 
     @property
     def episode_length(self) -> int:
         """Steps in one episode."""
-        if self.trainer is not None:
-            total = self.trainer.total_iterations
-        else:
-            t = self.config.trainer
-            total = (t.iterations_per_epoch or -(-len(self.splits.train) // t.batch_size)) * t.epochs
+        t = self.config.trainer
+        total = (t.iterations_per_epoch or -(-len(self.splits.train) // t.batch_size)) * t.epochs
         return -(-total // self.config.trainer.decision_interval)
 
     # ------------------------------------------------------------------------------------------- internals
@@ -209,29 +207,5 @@ class DUSEnv(gym.Env):
 
     def _check_running(self) -> None:
         self._check_started()
-        assert self.trainer is not None
-        if self.trainer.done:
+        if self.episodes.done:
             raise RuntimeError("the episode has ended; call reset()")
-
-    def _validate(self) -> Metrics:
-        return self._scored.metrics()
-
-    def _info(self, val: Metrics, ref: Metrics | None, q: dict[str, int] | None) -> dict[str, Any]:
-        assert self.trainer is not None
-        s = self.trainer.statistics
-        info: dict[str, Any] = {f"val/{k}": v for k, v in val.items()}
-        info.update({f"reference/val/{k}": v for k, v in (ref or {}).items()})
-        info.update(
-            {
-                "quantities": q,
-                "samples": dict(zip(self.modalities, s.samples.tolist())),
-                "cumulative": dict(zip(self.modalities, s.cumulative.tolist())),
-                "last": dict(zip(self.modalities, s.last.tolist())),
-                "iteration": self.trainer.iteration,
-                "epoch": self.trainer.epoch,
-                "train_seed": self._train_seed,
-            }
-        )
-        if q is not None:
-            info["train_losses"] = self.trainer.pop_train_losses()
-        return info

@@ -2,7 +2,7 @@
 
 The score a downstream run keeps. ``Trainer.fit`` keeps the weights of the epoch with the best validation score
 (the run's ``selection_metric``, best over completed epoch ends), not the last epoch's; where runs over-fit the
-two disagree. ``selected`` below is that kept score at each decision (``dus_env.reference.ScoredRun``), and the
+two disagree. ``selected`` below is that kept score at each decision (``dus_env.episodes``), and the
 ``*_selected_*`` rewards are built on it, so their return is the score ``fit`` reports for the same run.
 
 paired_selected_val (v1 default; needs ``reference=True``): scale * the change over the step of (agent's

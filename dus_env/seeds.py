@@ -7,6 +7,8 @@
     selection   [30_000, 40_000)  the evaluation callback that picks the checkpoint kept during training
     gate        [40_000, 50_000)  the headroom gate (``dus headroom``) and the instance oracles of an instance
                                   family (``agents.oracle``: the gate's best constant share per instance)
+    tuning      [50_000, 60_000)  hyper-parameter search trials (``dus tune``): trial slot k trains on seed 50_000 + k,
+                                  scored on validation; the tuned configurations are then retrained on downstream seeds
 
 Selection is apart from eval: a checkpoint chosen on the seeds that then score it would be scored with a bias.
 The gate is apart from eval too: the best constant share (a policy's reference, and an instance's oracle) is
@@ -25,11 +27,13 @@ SEED_RANGES: dict[str, tuple[int, int]] = {
     "downstream": (20_000, 30_000),
     "selection": (30_000, 40_000),
     "gate": (40_000, 50_000),
+    "tuning": (50_000, 60_000),
 }
 TRAIN_SEED_RANGE = SEED_RANGES["train"]
 EVAL_SEED_BASE = SEED_RANGES["eval"][0]
 DOWNSTREAM_SEED_BASE = SEED_RANGES["downstream"][0]
 SELECTION_SEED_BASE = SEED_RANGES["selection"][0]
+TUNING_SEED_BASE = SEED_RANGES["tuning"][0]
 
 
 def seeds_for(purpose: str, n: int) -> list[int]:
@@ -60,6 +64,11 @@ def selection_seeds(n: int) -> list[int]:
 def gate_seeds(n: int) -> list[int]:
     """The first ``n`` seeds of the headroom gate and of the instance oracles."""
     return seeds_for("gate", n)
+
+
+def tuning_seeds(n: int) -> list[int]:
+    """The first ``n`` seeds of hyper-parameter search trials (apart from every seed that reports a result)."""
+    return seeds_for("tuning", n)
 
 
 def purpose_of(seed: int) -> str | None:

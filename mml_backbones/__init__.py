@@ -1,49 +1,44 @@
 """mml_backbones: the multimodal training core (data, encoders, fusion, methods, the Trainer, metrics).
 
-It imports nothing from dus_env, agents, gymnasium or stable-baselines3.
+It imports nothing from dus_env, agents, gymnasium or stable-baselines3. Names are imported on first use, so
+that the command line (``dus --help``) and the config dataclasses load without torch.
 """
 
-from mml_backbones.controller import DUSController, nested_prefixes, true_class_score, unimodal_losses
-from mml_backbones.data import DatasetSplits, MultimodalDataset, list_datasets, load_dataset
-from mml_backbones.fit import FitResult
-from mml_backbones.methods import METHODS, Method, build_method, method_config
-from mml_backbones.models import ModelConfig, MultimodalModel, build_model
-from mml_backbones.observation import DiscrepancyObservation
-from mml_backbones.optim import OptimConfig
-from mml_backbones.quantities import QuantityBounds, allocate, validate_quantities
-from mml_backbones.samplers import Sampler, UniformSampler, make_sampler
-from mml_backbones.statistics import StatisticsConfig
-from mml_backbones.trainer import Trainer
-from mml_backbones.trainer_config import TrainerConfig
+from __future__ import annotations
+
+from mml_backbones.lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "METHODS",
-    "DUSController",
-    "DatasetSplits",
-    "DiscrepancyObservation",
-    "FitResult",
-    "Method",
-    "ModelConfig",
-    "MultimodalDataset",
-    "MultimodalModel",
-    "OptimConfig",
-    "QuantityBounds",
-    "Sampler",
-    "StatisticsConfig",
-    "Trainer",
-    "TrainerConfig",
-    "UniformSampler",
-    "allocate",
-    "build_method",
-    "build_model",
-    "list_datasets",
-    "load_dataset",
-    "make_sampler",
-    "method_config",
-    "nested_prefixes",
-    "true_class_score",
-    "unimodal_losses",
-    "validate_quantities",
-]
+_EXPORTS = {
+    "DUSController": "mml_backbones.controller",
+    "nested_prefixes": "mml_backbones.controller",
+    "true_class_score": "mml_backbones.controller",
+    "unimodal_losses": "mml_backbones.controller",
+    "DatasetSplits": "mml_backbones.data.dataset",
+    "MultimodalDataset": "mml_backbones.data.dataset",
+    "list_datasets": "mml_backbones.data.registry",
+    "load_dataset": "mml_backbones.data.registry",
+    "FitResult": "mml_backbones.fit",
+    "METHODS": "mml_backbones.methods",
+    "Method": "mml_backbones.methods.base",
+    "build_method": "mml_backbones.methods",
+    "method_config": "mml_backbones.methods",
+    "ModelConfig": "mml_backbones.model_config",
+    "MultimodalModel": "mml_backbones.models.model",
+    "build_model": "mml_backbones.models.model",
+    "DiscrepancyObservation": "mml_backbones.observation",
+    "OptimConfig": "mml_backbones.optim",
+    "QuantityBounds": "mml_backbones.quantities",
+    "allocate": "mml_backbones.quantities",
+    "validate_quantities": "mml_backbones.quantities",
+    "Sampler": "mml_backbones.samplers",
+    "UniformSampler": "mml_backbones.samplers",
+    "make_sampler": "mml_backbones.samplers",
+    "StatisticsConfig": "mml_backbones.statistics",
+    "Trainer": "mml_backbones.trainer",
+    "TrainerConfig": "mml_backbones.trainer_config",
+}
+
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

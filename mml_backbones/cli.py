@@ -1,149 +1,231 @@
-"""The ``dus`` command line: ``dus train``, ``dus datasets``, ``dus methods`` and the plug-in commands.
+"""The ``dus`` command line: ``dus train``, ``dus datasets``, ``dus methods``, ``dus plot`` and the plug-in commands.
 
-Higher layers (agents, benchmarks) add subcommands through the ``dus.commands`` entry-point group: each entry
-is a function ``register(subparsers)`` that adds its parsers with ``set_defaults(func=...)``.
+Start-up is kept cheap: this module imports only the standard library and the torch-free config dataclasses at
+the top; torch, scikit-learn, pandas and Stable-Baselines3 are imported when a command runs, so ``dus --help``
+and ``dus train --help`` answer in well under two seconds (``python -m benchmarks.cli_startup`` measures it).
+
+Plug-in commands. Higher layers (agents, benchmarks, any installed package) add subcommands through the
+``dus.commands`` entry-point group: each entry is a function ``register(subparsers)`` that adds its parsers with
+``subparsers.add_parser(name, help=...)`` and ``set_defaults(func=handler)``; ``handler(args) -> int`` runs the
+command, and a DUSError it raises is printed as one line (exit status 2). The module an entry point names is
+imported by every ``dus`` invocation, so it must import nothing heavy at the top (do that inside the handler).
+A plug-in may derive its flags from a config dataclass with ``mml_backbones.cli_config.add_config_flags``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from mml_backbones.cli_config import (
+    DEST,
+    add_config_flags,
+    add_run_dir_flags,
+    differences,
+    format_differences,
+    given_values,
+    overlay,
+)
+from mml_backbones.errors import ConfigError, DUSError
 
-from mml_backbones.config import from_dict, parse_options, to_dict
-from mml_backbones.errors import DUSError
-from mml_backbones.fit import FitResult
-from mml_backbones.methods import METHODS, method_config
-from mml_backbones.models.fusion import FUSIONS
-from mml_backbones.models.model import ModelConfig
-from mml_backbones.optim import OPTIMIZERS, SCHEDULES, OptimConfig
-from mml_backbones.statistics import StatisticsConfig
-from mml_backbones.trainer import Trainer
-from mml_backbones.trainer_config import TrainerConfig
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mml_backbones.fit import FitResult
+    from mml_backbones.samplers import Sampler
+    from mml_backbones.trainer_config import TrainerConfig
+
+#: the short flags kept beside the derived ``--parent.field`` ones (what the README and earlier releases used)
+ALIASES: dict[str, list[str]] = {
+    "dataset_options": ["--dataset-option"],
+    "method_options": ["--method-option"],
+    "model.encoder": ["--encoder"],
+    "model.encoders": ["--encoders"],
+    "model.encoder_options": ["--encoder-option"],
+    "model.fusion": ["--fusion"],
+    "model.feature_dim": ["--feature-dim"],
+    "optim.name": ["--optimizer"],
+    "optim.lr": ["--lr"],
+    "optim.momentum": ["--momentum"],
+    "optim.weight_decay": ["--weight-decay"],
+    "optim.schedule": ["--lr-schedule"],
+    "optim.scale_lr_by_quantity": ["--scale-lr-by-quantity"],
+    "statistics.kind": ["--statistic"],
+    "num_threads": ["--threads"],
+}
+#: loader options common enough for a flag of their own: flag name -> help (they set dataset_options[key])
+DATASET_OPTION_FLAGS = {
+    "path": "data file of datasets that read one (npz: FILE.npz; hapt: HAPT.pkl.gz)",
+    "data_dir": "data directory of datasets that read one (crema_d, artelingo)",
+    "preset": "synthetic preset: mild, strong, three_modal, balanced (default: mild)",
+}
+#: run settings a resumed run may change: where it runs, not what it computes
+RESUME_MAY_CHANGE = ("device", "num_threads")
+SAMPLER_HELP = (
+    "uniform[:N], heuristic (v1's: gamma 2 on the equal budget; heuristic:gamma=1,budget=free for v0's), "
+    "constant:MODALITY=N,..., or policy:PATH.zip (default: uniform)"
+)
+
+#: help of every command's --trust-file (agents' commands use it too)
+TRUST_FILE_HELP = (
+    "unpickle the policy .zip or checkpoint this command loads instead of reading it as data; it runs any code "
+    "inside, so only for a file you wrote yourself or trust (e.g. one only SB3's own loader reads)"
+)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults (flags whose default is "not given" write theirs in the help) and keeps description layout."""
+
+
+class DusParser(argparse.ArgumentParser):
+    """ArgumentParser whose help shows defaults; subcommand parsers (plug-ins' too) are of this class."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def package_version() -> str:
+    """The installed package's version."""
+    try:
+        return version("dus")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        from mml_backbones import __version__
+
+        return __version__
+
+
+# ----------------------------------------------------------------------------------------------------- train
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    """Arguments shared by every command that builds a TrainerConfig (defaults: TrainerConfig's and the method's)."""
-    d = TrainerConfig()
-    g = p.add_argument_group("data")
-    g.add_argument("--dataset", default=d.dataset, help="dataset name (see `dus datasets`)")
-    g.add_argument("--path", help="data file for datasets that read one (npz: FILE.npz; hapt: HAPT.pkl.gz)")
-    g.add_argument("--data-dir", help="data directory for datasets that read one (crema_d, artelingo)")
-    g.add_argument("--preset", help="synthetic preset (mild, strong, three_modal, balanced)")
-    g.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="extra loader option")
-    g.add_argument("--modalities", help="comma-separated subset of modalities (one gives a unimodal baseline)")
-    g = p.add_argument_group("method and model")
-    g.add_argument("--method", default=d.method, help=f"training method: {', '.join(METHODS.names())}")
-    g.add_argument("--method-option", action="append", metavar="KEY=VALUE", help="override a method config field")
-    g.add_argument("--encoder", help="encoder for every modality (default: by input shape)")
-    g.add_argument("--encoders", help="per-modality encoders, e.g. text=minilm,image=mlp")
-    g.add_argument(
-        "--encoder-option",
-        action="append",
-        metavar="MODALITY.KEY=VALUE",
-        help="encoder option for one modality (or *.KEY=VALUE for all), e.g. text.freeze=true",
+    """Every TrainerConfig field as a flag (nested configs too), with its docstring as help and its default."""
+    from mml_backbones.methods import METHODS
+    from mml_backbones.optim import OPTIMIZERS
+    from mml_backbones.trainer_config import TrainerConfig
+
+    add_config_flags(
+        p,
+        TrainerConfig,
+        title="the run (TrainerConfig; a resumed run starts from its saved config.json)",
+        aliases=ALIASES,
+        choices={"method": METHODS.names(), "optim.name": OPTIMIZERS.names()},
+        notes={
+            "optim": "unset: the optimiser and schedule of the method's paper (dus methods); any optim flag "
+            "starts from those",
+            "model.fusion": "default: the method's paper's, else concat",
+            "dus_losses": "default: on with a sampler other than uniform",
+            "decision_interval": "default: 10, or the interval a policy sampler was trained with",
+        },
     )
-    g.add_argument(
-        "--fusion", choices=FUSIONS.names(), help="fusion module (default: the method's paper's, else concat)"
-    )
-    g.add_argument("--feature-dim", type=int, default=d.model.feature_dim)
-    g.add_argument(
-        "--dus-losses",
-        action="store_true",
-        help="DUS plug-in: a fusion-only method (concat, ogm_ge) also gets one unimodal loss per modality over its "
-        "n_m samples (on by default with a sampler other than uniform)",
-    )
-    g = p.add_argument_group("schedule (optimiser: the method's paper's unless one of these is given)")
-    g.add_argument("--epochs", type=int, default=d.epochs)
-    g.add_argument("--batch-size", type=int, default=d.batch_size, help="nominal batch size B")
-    g.add_argument("--optimizer", choices=OPTIMIZERS.names())
-    g.add_argument("--lr", type=float)
-    g.add_argument("--momentum", type=float)
-    g.add_argument("--weight-decay", type=float)
-    g.add_argument("--lr-schedule", choices=SCHEDULES.names())
-    g.add_argument(
-        "--scale-lr-by-quantity", action="store_true", help="each modality's learning rate times n_m / B (for Adam)"
-    )
-    g.add_argument(
-        "--decision-interval", type=int, default=d.decision_interval, help="iterations between sampler decisions"
-    )
-    g.add_argument("--statistic", default=d.statistics.kind, choices=["running_mean", "ema", "window"])
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--threads", type=int, help="torch CPU threads")
-    g.add_argument("--device", default=d.device)
+    g = p.add_argument_group("dataset options with a flag of their own (each sets --dataset-options KEY=VALUE)")
+    for key, text in DATASET_OPTION_FLAGS.items():
+        flag = "--" + key.replace("_", "-")
+        g.add_argument(
+            flag, dest=f"{DEST}dataset_options.{key}", default=argparse.SUPPRESS, metavar=key.upper(), help=text
+        )
 
 
-def optim_from_args(args: argparse.Namespace) -> OptimConfig | None:
-    """The optimiser the arguments ask for: None (the method's paper's) unless an optimiser option is given."""
-    given = {
-        "lr": args.lr,
-        "momentum": args.momentum,
-        "weight_decay": args.weight_decay,
-        "schedule": args.lr_schedule,
-        "scale_lr_by_quantity": args.scale_lr_by_quantity or None,
-    }
-    given = {k: v for k, v in given.items() if v is not None}
-    if args.optimizer is None and not given:
-        return None
-    paper = dict(METHODS.get(args.method).method_class().paper_optim)
-    base = paper if args.optimizer in (None, paper.get("name")) else {"name": args.optimizer}
-    return from_dict(OptimConfig, {**base, **given})
+def trainer_config_from_flags(given: dict[str, Any], base: dict[str, Any] | None = None) -> TrainerConfig:
+    """The one place a TrainerConfig is made from command-line values: ``given`` (dotted path -> value) on ``base``.
+
+    ``base`` is a saved run's config (``--resume``) or None for TrainerConfig's defaults. An optimiser left unset
+    is the method's paper's; optimiser flags start from it (or from the defaults of another ``--optim.name``).
+    """
+    from mml_backbones.config import from_dict, to_dict
+    from mml_backbones.methods import METHODS
+    from mml_backbones.trainer_config import TrainerConfig
+
+    config = overlay(base if base is not None else to_dict(TrainerConfig()), {})
+    optim_given = {k[len("optim.") :]: v for k, v in given.items() if k.startswith("optim.")}
+    if config.get("optim") is None and optim_given:
+        method = given.get("method", config["method"])
+        paper = dict(METHODS.get(method).method_class().paper_optim)
+        name = optim_given.get("name", paper["name"])
+        config["optim"] = paper if name == paper["name"] else {"name": name}
+    return from_dict(TrainerConfig, overlay(config, given)).resolved()
 
 
-def trainer_config_from_args(args: argparse.Namespace) -> TrainerConfig:
-    """Build the TrainerConfig that ``args`` describe (unset optimiser and fusion: the method's paper's)."""
-    options = parse_options(args.dataset_option)
-    if args.path:
-        options["path"] = args.path
-    if args.data_dir:
-        options["data_dir"] = args.data_dir
-    if args.preset:
-        options["preset"] = args.preset
-    sampler = getattr(args, "sampler", "uniform") or "uniform"
-    return TrainerConfig(
-        dataset=args.dataset,
-        dataset_options=options,
-        modalities=tuple(args.modalities.split(",")) if args.modalities else None,
-        method=args.method,
-        method_options=parse_options(args.method_option),
-        model=ModelConfig(
-            encoder=args.encoder,
-            encoders=dict(pair.split("=", 1) for pair in args.encoders.split(",")) if args.encoders else {},
-            encoder_options=_encoder_options(args.encoder_option),
-            fusion=args.fusion,
-            feature_dim=args.feature_dim,
-        ),
-        optim=optim_from_args(args),
-        batch_size=args.batch_size,
-        epochs=args.epochs,
-        decision_interval=args.decision_interval,
-        dus_losses=args.dus_losses or not sampler.startswith("uniform"),
-        statistics=StatisticsConfig(kind=args.statistic),
-        seed=args.seed,
-        device=args.device,
-        num_threads=args.threads,
-    ).resolved()
+def _load_resumed(out: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads((out / "config.json").read_text())
 
 
-def _encoder_options(pairs: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for key, value in parse_options(pairs).items():
-        modality, dot, option = key.partition(".")
-        if not dot or not option:
-            raise DUSError(f"--encoder-option needs MODALITY.KEY=VALUE, got {key!r}")
-        out.setdefault(modality, {})[option] = value
-    return out
+def resolve_run(args: argparse.Namespace) -> tuple[TrainerConfig, Sampler, str, bool]:
+    """``dus train``'s config, sampler and sampler spec from the flags (and the run directory when resuming).
+
+    Returns (config, sampler, spec, extending), ``extending`` True when a resumed run grows ``--epochs``.
+    """
+    from mml_backbones.run_dir import check_run_dir
+    from mml_backbones.samplers import UniformSampler, make_sampler
+
+    given = given_values(args)
+    out = Path(args.out) if args.out else None
+    saved = check_run_dir(out, resume=args.resume, overwrite=args.overwrite)
+    spec = getattr(args, "sampler", None)
+    extending = False
+    if saved is not None:
+        base = saved["trainer"]
+        saved_spec = saved.get("sampler_spec")
+        if saved_spec is None:  # a run written by Trainer.fit, not dus train: its config.json names no spec
+            used = str(saved.get("sampler") or "UniformSampler")
+            if not used.startswith("UniformSampler") and spec is None:
+                raise ConfigError(f"{out}/config.json names no sampler spec (its sampler was {used}); give --sampler")
+            saved_spec = spec or "uniform"
+        changes = {k: v for k, v in differences(base, given).items() if k not in RESUME_MAY_CHANGE}
+        if spec is not None and spec != saved_spec:
+            changes["sampler"] = (saved_spec, spec)
+        grown = changes.pop("epochs", None)
+        if grown is not None and grown[1] > grown[0] and not changes:
+            if (base.get("optim") or {}).get("schedule") == "cosine":
+                raise ConfigError(
+                    f"{out}: a cosine learning-rate schedule is fixed by the run's length ({grown[0]} epochs); "
+                    "it cannot be extended: start a new run"
+                )
+            extending = True
+        elif grown is not None:
+            changes["epochs"] = grown
+        if changes:
+            raise ConfigError(
+                f"{out} was run with other settings; a resumed run keeps its config.json (only --epochs may grow, "
+                f"to extend it). Conflicting flags:\n{format_differences(changes)}\n"
+                "drop them to resume as it was, or start a new run in another --out"
+            )
+        spec = saved_spec
+        done = (out / "final.json").is_file()
+        if done and not extending:
+            raise ConfigError(
+                f"{out} is a finished run ({base['epochs']} epochs); give --epochs N larger than {base['epochs']} "
+                "with --resume to extend it, or --overwrite to start it again"
+            )
+    else:
+        base = None
+        spec = spec or "uniform"
+    sampler = make_sampler(spec, trust_file=getattr(args, "trust_file", False))
+    if saved is None:
+        interval = getattr(sampler, "decision_interval", None)
+        if interval is not None and "decision_interval" not in given:
+            given["decision_interval"] = interval
+            print(f"decision interval {interval}: the one {spec} was trained with", file=sys.stderr)
+        elif interval is not None and given["decision_interval"] != interval:
+            print(
+                f"decision interval {given['decision_interval']} (--decision-interval) overrides the {interval} "
+                f"{spec} was trained with",
+                file=sys.stderr,
+            )
+        # the DUS plug-in's unimodal losses come with every sampler but uniform (DESIGN.md); a flag decides too
+        given.setdefault("dus_losses", not isinstance(sampler, UniformSampler))
+    return trainer_config_from_flags(given, base), sampler, spec, extending
 
 
 def result_table(result: FitResult, modalities: Sequence[str]) -> pd.DataFrame:
     """Fused and per-modality accuracies of a fit on validation and test, in percent."""
+    import pandas as pd
+
     rows = []
     for split, metrics in (("val", result.val), ("test", result.test)):
         row = {
@@ -162,67 +244,96 @@ def result_table(result: FitResult, modalities: Sequence[str]) -> pd.DataFrame:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """dus train."""
-    from mml_backbones.samplers import make_sampler
+    from mml_backbones.samplers import check_modalities
+    from mml_backbones.trainer import Trainer
 
-    config = trainer_config_from_args(args)
+    if args.tensorboard and not args.out:
+        raise ConfigError("--tensorboard needs --out RUN_DIR (the events go to RUN_DIR/tensorboard)")
+    config, sampler, spec, extending = resolve_run(args)
+    loggers = []
+    if args.tensorboard:  # before the data is loaded: a missing package is said at once
+        from mml_backbones.tensorboard import TensorBoardLog
+
+        loggers.append(TensorBoardLog(Path(args.out) / "tensorboard"))
     trainer = Trainer(config)
-    sampler = make_sampler(args.sampler, modalities=trainer.modalities, batch_size=config.batch_size)
+    check_modalities(sampler, trainer.modalities)
     out = Path(args.out) if args.out else None
     standardized = [m for m in trainer.splits.info.get("standardized", ()) if m in trainer.modalities]
     print(
         f"training {config.method} on {config.dataset} ({', '.join(trainer.modalities)}; "
-        f"standardized: {', '.join(standardized) if standardized else 'none'}), sampler {args.sampler}, "
+        f"standardized: {', '.join(standardized) if standardized else 'none'}), sampler {spec}, "
         f"{config.epochs} epochs x {trainer.iterations_per_epoch} iterations, optimiser {config.optim.name} "
-        f"lr {config.optim.lr:g}, fusion {config.model.fusion}, seed {config.seed}",
+        f"lr {config.optim.lr:g}, fusion {config.model.fusion}, decision interval {config.decision_interval}, "
+        f"seed {config.seed}, device {config.device}",
         file=sys.stderr,
     )
-    result = trainer.fit(sampler, run_dir=out, resume=args.resume, progress=not args.no_progress)
+    result = trainer.fit(
+        sampler,
+        run_dir=out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        loggers=loggers,
+        run_info={"sampler_spec": spec},
+        log=lambda line: print(line, file=sys.stderr),
+        trust_file=args.trust_file,
+    )
     print(f"best epoch {result.best_epoch} (chosen on validation), {result.seconds:.1f} s")
     print(result_table(result, trainer.modalities).to_string())
     if out is not None:
-        print(f"run directory: {out}")
+        print(f"run directory: {out}" + (" (extended)" if extending else ""))
     return 0
 
 
+# -------------------------------------------------------------------------------------------------- listings
 def cmd_datasets(args: argparse.Namespace) -> int:
-    """dus datasets."""
-    from mml_backbones.data.registry import list_datasets, load_dataset
-    from mml_backbones.data.synthetic import PRESETS
+    """dus datasets [NAME]."""
+    import pandas as pd
 
+    from mml_backbones.data.registry import DATASETS, list_datasets, load_dataset
+
+    if args.name:  # one dataset, loaded: sizes, shapes and what the loader reports (Bayes accuracies)
+        from mml_backbones.config import parse_options
+
+        options = parse_options(args.dataset_option)
+        if args.preset:
+            options["preset"] = args.preset
+        s = load_dataset(DATASETS.get(args.name).name, **options)
+        print(f"{args.name}: {s.info.get('description', DATASETS.get(args.name).summary)}")
+        print(f"  modalities: {', '.join(f'{m}{list(s.train.input_shape(m))}' for m in s.modality_names)}")
+        print(f"  classes: {s.num_classes}; train/val/test: {'/'.join(str(n) for n in s.sizes().values())}")
+        for key, value in s.info.items():
+            if key in ("bayes_accuracy", "split_rule", "preset"):
+                print(f"  {key}: {value}")
+        return 0
     rows = []
     for entry in list_datasets():
-        if entry.name == "synthetic":
-            for preset in PRESETS:
-                s = load_dataset("synthetic", preset=preset)
-                bayes = s.info["bayes_accuracy"]
-                rows.append(
-                    {
-                        "dataset": f"synthetic --preset {preset}",
-                        "modalities": ", ".join(f"{m}{list(s.train.input_shape(m))}" for m in s.modality_names),
-                        "classes": s.num_classes,
-                        "train/val/test": "/".join(str(n) for n in s.sizes().values()),
-                        "bayes_acc": ", ".join(f"{k} {100 * v:.1f}" for k, v in bayes.items()),
-                    }
-                )
+        described = entry.describe()
+        if described is not None:
+            rows.extend(described)
             continue
-        row = {"dataset": entry.name, "modalities": "", "classes": "", "train/val/test": "", "bayes_acc": ""}
+        row = {"dataset": entry.name, "modalities": "", "classes": "", "train/val/test": ""}
         if entry.needs_path:
             row["modalities"] = f"(local data: --path/--data-dir) {entry.summary}"
         else:
-            try:
-                s = load_dataset(entry.name)
-                row["modalities"] = ", ".join(f"{m}{list(s.train.input_shape(m))}" for m in s.modality_names)
-                row["classes"] = s.num_classes
-                row["train/val/test"] = "/".join(str(n) for n in s.sizes().values())
-            except DUSError as e:
-                row["modalities"] = f"(unavailable: {e})"
+            missing = entry.missing_requirements()
+            row["modalities"] = (
+                f"(needs pip install 'dus[{entry.extra}]') {entry.summary}"
+                if missing
+                else f"{entry.summary} (sizes: dus datasets {entry.name})"
+            )
         rows.append(row)
-    print(pd.DataFrame(rows).to_string(index=False))
+    print(pd.DataFrame(rows).fillna("").to_markdown(index=False, tablefmt="plain"))
+    print("\nsizes, shapes and Bayes accuracies of one dataset, loaded: dus datasets NAME [--preset P]")
     return 0
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
     """dus methods."""
+    import json
+
+    from mml_backbones.config import to_dict
+    from mml_backbones.methods import METHODS, method_config
+
     for name in METHODS.names():
         entry = METHODS.get(name)
         cls = entry.method_class()
@@ -234,34 +345,70 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    """dus plot."""
+    from mml_backbones.plots import plot_run_dir
+
+    for path in plot_run_dir(Path(args.run_dir), Path(args.out) if args.out else None):
+        print(path)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------- the parser
+def _add_core_commands(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train one run with a sampler and report validation and test metrics",
+        description="Train one run (every TrainerConfig field is a flag; nested configs as --optim.lr, "
+        "--model.feature-dim, ...). Flags not given keep their default, or, with --resume, the run's "
+        "saved config.json.",
+    )
+    add_run_arguments(p)
+    g = p.add_argument_group("sampler and run directory")
+    g.add_argument("--sampler", default=argparse.SUPPRESS, help=SAMPLER_HELP)
+    g.add_argument("--out", help="run directory (config.json, metrics.csv, decisions.csv, checkpoints, final.json)")
+    add_run_dir_flags(g, "config.json", "--epochs may grow to extend a finished run")
+    g.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
+    g.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="write TensorBoard events to OUT/tensorboard (needs dus[tensorboard])",
+    )
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("datasets", help="list datasets (cheaply), or load one: dus datasets NAME")
+    p.add_argument("name", nargs="?", help="load this dataset and print its sizes, shapes and Bayes accuracies")
+    p.add_argument("--preset", help="synthetic preset")
+    p.add_argument("--dataset-option", action="append", metavar="KEY=VALUE", help="loader option")
+    p.set_defaults(func=cmd_datasets)
+    sub.add_parser("methods", help="list training methods and their default configs").set_defaults(func=cmd_methods)
+    p = sub.add_parser(
+        "plot",
+        help="draw a run directory's curves to PNG (dus train: quantities, discrepancy S, accuracy, loss; "
+        "dus train-policy: the selection curve and the training return)",
+    )
+    p.add_argument("run_dir", help="a run directory written by dus train --out or dus train-policy --out")
+    p.add_argument("--out", help="PNG file to write (default: RUN_DIR/plots/run.png or policy.png)")
+    p.set_defaults(func=cmd_plot)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The full ``dus`` parser, plug-in commands included."""
-    parser = argparse.ArgumentParser(prog="dus", description="Rebalanced multimodal learning with DUS")
+    """The ``dus`` parser with the core commands and every plug-in command."""
+    parser = DusParser(prog="dus", description="Rebalanced multimodal learning with DUS")
+    parser.add_argument("--version", action="version", version=f"dus {package_version()}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_core_commands(sub)
     for ep in entry_points(group="dus.commands"):
         ep.load()(sub)
-    taken = set(sub.choices)
-
-    if "train" not in taken:
-        p = sub.add_parser("train", help="train one run with a sampler and report validation and test metrics")
-        add_run_arguments(p)
-        p.add_argument("--sampler", default="uniform", help="uniform, heuristic[:k=v,...] or policy:PATH.zip")
-        p.add_argument("--out", help="run directory (config, metrics.csv, checkpoints, final.json)")
-        p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-        p.add_argument("--no-progress", action="store_true", help="no progress bar")
-        p.set_defaults(func=cmd_train)
-    if "datasets" not in taken:
-        sub.add_parser("datasets", help="list datasets with modalities, sizes and Bayes accuracies").set_defaults(
-            func=cmd_datasets
-        )
-    if "methods" not in taken:
-        sub.add_parser("methods", help="list training methods and their default configs").set_defaults(func=cmd_methods)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dus`` console script."""
+    if list(sys.argv[1:] if argv is None else argv) == ["--version"]:  # answered without building every parser
+        print(f"dus {package_version()}")
+        return 0
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")

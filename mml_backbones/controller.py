@@ -15,7 +15,6 @@ imports nothing from ``agents``.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -44,6 +43,8 @@ class DUSController:
         total_iterations: iterations in the schedule, for the observation's progress (None: progress stays 0).
         statistics: how S_t(m) accumulates s_t(m).
         max_quantity: largest n_m accepted (None: ``QuantityBounds().high`` x B).
+        trust_file: a ``"policy:PATH.zip"`` sampler is loaded with SB3's full loader, which unpickles the file
+            (logged); off by default, when the file is read as data. Only for a file you trust.
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class DUSController:
         total_iterations: int | None = None,
         statistics: StatisticsConfig | None = None,
         max_quantity: int | None = None,
+        trust_file: bool = False,
     ) -> None:
         self.modalities = tuple(modalities)
         if not self.modalities or len(set(self.modalities)) != len(self.modalities):
@@ -72,7 +74,10 @@ class DUSController:
             raise ConfigError(f"max_quantity must be >= 1, got {max_quantity}")
         # modalities= lets a learned policy refuse a run with another number of modalities, here and not later
         self.sampler: Sampler = make_sampler(
-            "uniform" if sampler is None else sampler, modalities=self.modalities, batch_size=self.batch_size
+            "uniform" if sampler is None else sampler,
+            modalities=self.modalities,
+            batch_size=self.batch_size,
+            trust_file=trust_file,
         )
         if self.total_iterations is None and "progress" in getattr(self.sampler, "features", ()):
             warnings.warn(
@@ -227,7 +232,7 @@ class DUSController:
             "quantities": None if self.current is None else dict(self.current),
             "left": self.decision_left,
             "statistics": self.statistics.state_dict(),
-            "validation": None if self.validation is None else dataclasses.asdict(self.validation),
+            "validation": None if self.validation is None else self.validation.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -243,7 +248,7 @@ class DUSController:
         self.decision_left = int(state["left"])
         self.statistics.load_state_dict(state["statistics"])
         v = state.get("validation")  # states written before the validation context existed have none
-        self.validation = None if v is None else ValidationContext(**v)
+        self.validation = None if v is None else ValidationContext.from_state(v)
 
     def __repr__(self) -> str:
         return (

@@ -17,3 +17,12 @@ class DataError(DUSError, ValueError):
 
 class DataFileNotFoundError(DataError, FileNotFoundError):
     """A file or directory a loader needs is missing."""
+
+
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs, newlines included, become one space), cut at ``limit`` characters.
+
+    For messages that quote a file's content or a library's multi-line error: the CLI prints errors as one line.
+    """
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

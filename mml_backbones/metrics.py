@@ -6,11 +6,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import average_precision_score, f1_score
-from sklearn.preprocessing import StandardScaler
-from threadpoolctl import threadpool_limits
+
+# scikit-learn is imported where it is used: ProbeConfig is part of TrainerConfig, which the command line reads
+# before any run starts (``dus train --help`` must not pay for sklearn)
 
 
 def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
@@ -20,11 +18,15 @@ def accuracy(labels: np.ndarray, predictions: np.ndarray) -> float:
 
 def macro_f1(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> float:
     """Unweighted mean of the F1 scores of all ``num_classes`` classes (a class never true nor predicted scores 0)."""
+    from sklearn.metrics import f1_score
+
     return float(f1_score(labels, predictions, labels=np.arange(num_classes), average="macro", zero_division=0))
 
 
 def mean_average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """Mean over classes present in ``labels`` of the one-vs-rest average precision of ``scores``."""
+    from sklearn.metrics import average_precision_score
+
     labels = np.asarray(labels)
     present = np.unique(labels)
     aps = [average_precision_score(labels == c, scores[:, c]) for c in present]
@@ -55,6 +57,11 @@ def linear_probe(
     seed: int = 0,
 ) -> dict[str, float]:
     """Fit a logistic regression on frozen train features; return its accuracy on each evaluation split."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    from threadpoolctl import threadpool_limits
+
     config = config or ProbeConfig()
     if len(train_features) > config.max_train_samples:
         keep = np.random.default_rng(seed).choice(len(train_features), config.max_train_samples, replace=False)

@@ -28,8 +28,9 @@ speed and loss are 0 until the intervals they need are complete (see ``mml_backb
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -183,3 +184,25 @@ class ValidationContext:
     head_train_score: np.ndarray
     score: float
     best_score: float
+
+    def state_dict(self) -> dict[str, Any]:
+        """The context as plain numbers and lists (what a checkpoint holds)."""
+        return {
+            "epoch": int(self.epoch),
+            "head_accuracy": np.asarray(self.head_accuracy, dtype=float).tolist(),
+            "head_val_score": np.asarray(self.head_val_score, dtype=float).tolist(),
+            "head_train_score": np.asarray(self.head_train_score, dtype=float).tolist(),
+            "score": float(self.score),
+            "best_score": float(self.best_score),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ValidationContext:
+        """The context ``state_dict()`` describes."""
+        heads = ("head_accuracy", "head_val_score", "head_train_score")
+        return cls(
+            epoch=int(state["epoch"]),
+            **{h: np.asarray(state[h], dtype=float) for h in heads},
+            score=float(state["score"]),
+            best_score=float(state["best_score"]),
+        )

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal
 
 from mml_backbones.errors import ConfigError
 from mml_backbones.registry import Registry
+
+if TYPE_CHECKING:  # torch is imported by the factories: OptimConfig is read by ``dus train --help``, torch-free
+    import torch
 
 
 @dataclass(frozen=True)
@@ -62,18 +63,49 @@ ADAM_5E5_STEP30: dict[str, Any] = {
     "gamma": 0.1,
 }
 
-OptimizerFactory = Callable[[Iterable[Any], OptimConfig], torch.optim.Optimizer]
-ScheduleFactory = Callable[[torch.optim.Optimizer, OptimConfig, int], "torch.optim.lr_scheduler.LRScheduler | None"]
+OptimizerFactory = Callable[..., "torch.optim.Optimizer"]
+ScheduleFactory = Callable[["torch.optim.Optimizer", OptimConfig, int], "torch.optim.lr_scheduler.LRScheduler | None"]
 
 OPTIMIZERS: Registry[OptimizerFactory] = Registry("optimizer")
 SCHEDULES: Registry[ScheduleFactory] = Registry("lr schedule")
 
-OPTIMIZERS.register("sgd", lambda p, o: torch.optim.SGD(p, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay))
-OPTIMIZERS.register("adam", lambda p, o: torch.optim.Adam(p, lr=o.lr, weight_decay=o.weight_decay))
-OPTIMIZERS.register("adamw", lambda p, o: torch.optim.AdamW(p, lr=o.lr, weight_decay=o.weight_decay))
+
+@OPTIMIZERS.register("sgd")
+def _sgd(params: Iterable[Any], o: OptimConfig, **options: Any) -> torch.optim.Optimizer:
+    import torch
+
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay, **options)
+
+
+@OPTIMIZERS.register("adam")
+def _adam(params: Iterable[Any], o: OptimConfig, **options: Any) -> torch.optim.Optimizer:
+    import torch
+
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, **options)
+
+
+@OPTIMIZERS.register("adamw")
+def _adamw(params: Iterable[Any], o: OptimConfig, **options: Any) -> torch.optim.Optimizer:
+    import torch
+
+    return torch.optim.AdamW(params, lr=o.lr, weight_decay=o.weight_decay, **options)
+
+
 SCHEDULES.register("none", lambda opt, o, epochs: None)
-SCHEDULES.register("step", lambda opt, o, epochs: torch.optim.lr_scheduler.StepLR(opt, o.step_size, o.gamma))
-SCHEDULES.register("cosine", lambda opt, o, epochs: torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs))
+
+
+@SCHEDULES.register("step")
+def _step(opt: torch.optim.Optimizer, o: OptimConfig, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    import torch
+
+    return torch.optim.lr_scheduler.StepLR(opt, o.step_size, o.gamma)
+
+
+@SCHEDULES.register("cosine")
+def _cosine(opt: torch.optim.Optimizer, o: OptimConfig, epochs: int) -> torch.optim.lr_scheduler.LRScheduler:
+    import torch
+
+    return torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
 
 
 def param_groups(model: torch.nn.Module, config: OptimConfig) -> list[dict[str, Any]]:
@@ -101,9 +133,20 @@ def scale_learning_rates(optimizer: torch.optim.Optimizer, quantities: Mapping[s
         g["lr"] = scheduled * quantities[g["modality"]] / batch_size
 
 
-def build_optimizer(params: Iterable[Any], config: OptimConfig) -> torch.optim.Optimizer:
-    """The optimiser ``config`` names, over ``params`` (tensors or parameter-group dicts)."""
-    return OPTIMIZERS.get(config.name)(params, config)
+def build_optimizer(params: Iterable[Any], config: OptimConfig, fused: bool = False) -> torch.optim.Optimizer:
+    """The optimiser ``config`` names, over ``params`` (tensors or parameter-group dicts).
+
+    ``fused``: torch's fused kernel where the optimiser has one (one pass over parameters, gradients and state;
+    results equal to the default implementation up to rounding), for the stacked tensors of many runs.
+    """
+    factory = OPTIMIZERS.get(config.name)
+    if fused:
+        params = list(params)
+        try:
+            return factory(params, config, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # an optimiser without a fused kernel
+            pass
+    return factory(params, config)
 
 
 def build_scheduler(

@@ -6,6 +6,15 @@ decisions.csv        one row per sampler decision (quantities and statistics)
 final.json           best epoch, validation and test metrics (written at the end)
 checkpoints/last.pt  full trainer state after the latest epoch (resume point)
 checkpoints/best.pt  model weights of the best validation epoch
+tensorboard/         TensorBoard events (``dus train --tensorboard``)
+plots/               ``dus plot`` figures
+
+The rules of a run directory on the command line (``check_run_dir``; ``dus train`` and ``dus train-policy``):
+a non-empty ``--out`` is refused unless ``--resume`` continues the run in it or ``--overwrite`` replaces it;
+``--resume`` needs ``--out`` and a run there (its config file), whose saved config it then starts from.
+
+Checkpoints hold tensors, numbers, strings, lists and dicts only, and are read with ``torch.load(weights_only=True)``
+(``mml_backbones.safe_files``): resuming from a directory one was sent runs no code from it.
 """
 
 from __future__ import annotations
@@ -14,13 +23,18 @@ import csv
 import json
 import math
 import os
-from collections.abc import Mapping
+import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
+from mml_backbones.errors import ConfigError, DataError
+from mml_backbones.safe_files import load_torch, save_torch
 
-from mml_backbones.errors import DataError
+#: how to continue when a resume checkpoint cannot be read
+RESTART_HINT = "start the run again without --resume (resume=False), which rewrites this run directory"
+#: what ``dus train`` writes in a run directory (``--overwrite`` removes these and nothing else)
+RUN_FILES = ("config.json", "metrics.csv", "decisions.csv", "final.json", "checkpoints", "tensorboard", "plots")
 
 
 def _json_default(obj: Any) -> Any:
@@ -134,17 +148,69 @@ class RunDir:
         """Write final.json."""
         write_json(self.path / "final.json", final)
 
-    def save(self, state: Mapping[str, Any], path: Path) -> None:
-        """Save a checkpoint atomically."""
-        tmp = path.with_suffix(".tmp")
-        torch.save(dict(state), tmp)
-        tmp.replace(path)
+    def save_checkpoint(self, state: Mapping[str, Any], path: Path) -> None:
+        """Save a checkpoint atomically, as plain data (numpy arrays become tensors: ``safe_files.to_plain``)."""
+        save_torch(dict(state), path)
 
-    def load(self, path: Path) -> dict[str, Any]:
-        """Load a checkpoint written by ``save``; a missing or corrupt file is a DataError."""
+    def load_checkpoint(self, path: Path, trust_file: bool = False) -> dict[str, Any]:
+        """Load a checkpoint of ``save_checkpoint`` (or of the previous format) as data; DataError when it cannot be.
+
+        ``trust_file`` unpickles it instead (logged): only for a checkpoint one wrote oneself.
+        """
         if not path.is_file():
             raise DataError(f"checkpoint not found: {path}")
+        state = load_torch(path, f"checkpoint {path}", trust_file=trust_file, legacy_numpy=True, hint=RESTART_HINT)
+        if not isinstance(state, dict):
+            held = type(state).__name__
+            raise DataError(f"cannot read checkpoint {path}: it holds a {held}, not a dict; {RESTART_HINT}")
+        return state
+
+
+def check_run_dir(
+    path: Path | None,
+    resume: bool,
+    overwrite: bool,
+    config_name: str = "config.json",
+    run_files: Sequence[str] = RUN_FILES,
+) -> dict[str, Any] | None:
+    """Apply the run-directory rules of the command line; return the saved config when resuming, else None.
+
+    Args:
+        path: the ``--out`` directory (None: none given).
+        resume: ``--resume``: continue the run in ``path`` (its ``config_name`` must be there).
+        overwrite: ``--overwrite``: remove ``run_files`` from ``path`` first (other files stay).
+        config_name: the file holding the run's saved config.
+        run_files: the files and folders a run writes there.
+    """
+    if resume and overwrite:
+        raise ConfigError("give --resume (continue the run) or --overwrite (replace it), not both")
+    if path is None:
+        if resume:
+            raise ConfigError("--resume needs --out RUN_DIR: the run directory to continue")
+        return None
+    if resume:
+        config = path / config_name
+        if not config.is_file():
+            what = "does not exist" if not path.exists() else f"holds no run (no {config_name})"
+            raise ConfigError(f"nothing to resume: {path} {what}; drop --resume to start a new run there")
         try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e:  # torch raises many types for a torn or foreign file
-            raise DataError(f"cannot read checkpoint {path}: {e}") from e
+            return json.loads(config.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{config} is not valid JSON ({e}); the run cannot be resumed") from e
+    if path.is_file():
+        raise ConfigError(f"--out {path} is a file; give a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if not overwrite:
+            present = sorted(p.name for p in path.iterdir())
+            shown = ", ".join(present[:5]) + (", ..." if len(present) > 5 else "")
+            raise ConfigError(
+                f"{path} is not empty ({shown}); --resume continues the run in it, --overwrite replaces it, "
+                "or choose another --out"
+            )
+        for name in run_files:
+            target = path / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+    return None

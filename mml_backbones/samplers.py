@@ -1,14 +1,17 @@
 """The Sampler protocol, the uniform sampler, and resolving sampler specs such as ``"policy:run/ppo.zip"``.
 
 A sampler is any callable ``quantities = sampler(observation)`` that maps a DiscrepancyObservation to the
-number of samples each modality gets in the next iterations. The heuristic and learned samplers live in the
-``agents`` package and are found through the ``dus.samplers`` entry-point group, so this package never
-imports them.
+number of samples each modality gets in the next iterations. Two optional members: ``decision_interval`` (the
+interval a learned sampler was trained with, which ``dus train`` then uses) and ``check_modalities(modalities)``
+(raise when the sampler cannot run with these modalities; ``check_modalities`` below calls it).
+
+The heuristic and learned samplers live in the ``agents`` package and are found through the ``dus.samplers``
+entry-point group, so this package never imports them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol, runtime_checkable
 
@@ -64,6 +67,13 @@ class ConstantSampler:
         return f"ConstantSampler({self.quantities})"
 
 
+def check_modalities(sampler: Sampler, modalities: Sequence[str]) -> None:
+    """Let ``sampler`` refuse a run's modalities before any training (samplers without the check accept any)."""
+    check = getattr(sampler, "check_modalities", None)
+    if callable(check):
+        check(tuple(modalities))
+
+
 def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:
     found: dict[str, Callable[..., Sampler] | EntryPoint] = {
         "uniform": UniformSampler.from_spec,
@@ -74,10 +84,16 @@ def _plugins() -> dict[str, Callable[..., Sampler] | EntryPoint]:
     return found
 
 
+def sampler_kinds() -> list[str]:
+    """The sampler kinds ``make_sampler`` resolves (built-in and from the ``dus.samplers`` group), sorted."""
+    return sorted(_plugins())
+
+
 def make_sampler(spec: str | Sampler, **context: Any) -> Sampler:
     """Resolve ``"kind"`` or ``"kind:argument"`` (e.g. ``"policy:ppo.zip"``) to a sampler.
 
-    ``context`` (modalities, batch_size, ...) is passed to the plug-in's ``from_spec``.
+    ``context`` (modalities, batch_size, trust_file, ...) is passed to the plug-in's ``from_spec``; a sampler that
+    loads a file reads ``trust_file`` (the ``--trust-file`` escape hatch, off by default).
     """
     if not isinstance(spec, str):
         if not callable(spec):

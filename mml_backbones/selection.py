@@ -24,7 +24,7 @@ from mml_backbones.methods.base import softmax
 from mml_backbones.observation import ValidationContext
 
 if TYPE_CHECKING:
-    from mml_backbones.trainer import Trainer
+    from mml_backbones.core import TrainingCore
 
 
 def true_class_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -59,9 +59,9 @@ class EpochValidation:
 class EpochSelection:
     """Validates a run at every epoch end and keeps the best score so far, as ``fit`` does.
 
-    Register it as an epoch callback (``trainer.epoch_callbacks.append(selection)``) or call it at each epoch
-    end. ``kept_score`` is the validation score of the epoch ``fit`` would keep now (None before the first
-    epoch end).
+    Call it at each epoch end of one run (``fit`` does; the environment holds one per run of its core) or
+    register it as a one-run core's epoch callback (``trainer.epoch_callbacks.append(selection)``).
+    ``kept_score`` is the validation score of the epoch ``fit`` would keep now (None before the first epoch end).
 
     Attributes:
         best_score: the best score over the completed epoch ends (-inf before the first).
@@ -73,26 +73,32 @@ class EpochSelection:
     best_epoch: int = 0
     last: EpochValidation | None = field(default=None, repr=False)
 
-    def __call__(self, trainer: Trainer) -> EpochValidation:
-        """Validate ``trainer`` now (an epoch end), update the best score and the controller's context."""
-        t = trainer
-        pred, _ = t.predict("val", max_samples=t.config.val_max_samples)
-        selected = t.method.select_on_validation(pred)
-        metrics = t.metrics_of(pred)
-        score = float(metrics[t.config.selection_metric])
+    def __call__(self, trainer: TrainingCore, run: int = 0, predictions: Predictions | None = None) -> EpochValidation:
+        """Validate run ``run`` of ``trainer`` now (an epoch end), update the best score and the run's controller.
+
+        ``predictions``: the run's validation predictions now, when the caller has them already (the environment
+        predicts every run of its core in one pass); None predicts them here.
+        """
+        t, r = trainer, trainer.runs[run]
+        pred = predictions
+        if pred is None:
+            pred, _ = t.predict("val", max_samples=r.config.val_max_samples, run=run)
+        selected = r.method.select_on_validation(pred)
+        metrics = t.metrics_of(pred, run=run)
+        score = float(metrics[r.config.selection_metric])
         improved = score > self.best_score
         if improved:
             self.best_score, self.best_epoch = score, t.epoch
         self.last = EpochValidation(t.epoch, t.iteration, pred, metrics, selected, score, improved)
-        heads = t.modalities
-        t.controller.record_validation(
+        heads = r.modalities
+        r.controller.record_validation(
             ValidationContext(
                 epoch=t.epoch,
                 head_accuracy=np.array([metrics[f"acc/{m}"] for m in heads]),
                 head_val_score=np.array(
                     [true_class_probability(pred.unimodal_logits[m], pred.labels).mean() for m in heads]
                 ),
-                head_train_score=np.nan_to_num(t.statistics.block_score, nan=0.0),
+                head_train_score=np.nan_to_num(r.controller.statistics.block_score, nan=0.0),
                 score=score,
                 best_score=self.best_score,
             )

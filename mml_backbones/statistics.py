@@ -136,19 +136,19 @@ class ModalityStatistics:
         self._block_sums = np.zeros_like(self._block_sums)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume."""
+        """Everything needed to resume, as plain lists and numbers (``torch.load(weights_only=True)`` reads it)."""
         return {
-            "t": self.t,
-            "counts": self.counts.copy(),
-            "last": self.last.copy(),
-            "cumulative": self.cumulative.copy(),
-            "samples": self.samples.copy(),
-            "ema_raw": self._ema_raw.copy(),
-            "window": [w.copy() for w in self._window],
-            "block_score": self.block_score.copy(),
-            "previous_block_score": self.previous_block_score.copy(),
-            "block_loss": self.block_loss.copy(),
-            "block_sums": self._block_sums.copy(),
+            "t": int(self.t),
+            "counts": self.counts.tolist(),
+            "last": self.last.tolist(),
+            "cumulative": self.cumulative.tolist(),
+            "samples": self.samples.tolist(),
+            "ema_raw": self._ema_raw.tolist(),
+            "window": [np.asarray(w).tolist() for w in self._window],
+            "block_score": self.block_score.tolist(),
+            "previous_block_score": self.previous_block_score.tolist(),
+            "block_loss": self.block_loss.tolist(),
+            "block_sums": self._block_sums.tolist(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from mml_backbones.config import from_dict, replace
+from mml_backbones.device import resolve_device
 from mml_backbones.errors import ConfigError
 from mml_backbones.metrics import ProbeConfig
-from mml_backbones.models.model import ModelConfig
+from mml_backbones.model_config import ModelConfig
 from mml_backbones.observation import DEFAULT_FEATURES, check_features
 from mml_backbones.optim import OptimConfig
 from mml_backbones.quantities import QuantityBounds
@@ -59,7 +60,8 @@ class TrainerConfig:
         probe: the linear probe used in the final report.
         selection_metric: validation metric that picks the best epoch (fused_acc, macro_f1, map).
         seed: seed of initialisation, data order and noise.
-        device: torch device.
+        device: torch device: cpu, cuda, cuda:N, mps, or auto (cuda when available, else cpu; resolved when
+            the run is built, and saved resolved).
         num_threads: torch CPU threads (None: leave torch's default).
     """
 
@@ -107,7 +109,8 @@ class TrainerConfig:
         return from_dict(cls, dict(data))
 
     def resolved(self) -> TrainerConfig:
-        """This config with the fields left unset (optimiser, fusion) filled in from the method's paper."""
+        """This config with the fields left unset (optimiser, fusion) filled in from the method's paper, and the
+        device resolved (``auto``) and checked against this torch build."""
         from mml_backbones.methods import METHODS  # the methods import the models, which import this package
 
         cls = METHODS.get(self.method).method_class()
@@ -116,4 +119,7 @@ class TrainerConfig:
             changes["optim"] = from_dict(OptimConfig, dict(cls.paper_optim))
         if self.model.fusion is None:
             changes["model"] = replace(self.model, fusion=cls.recommended_fusion or "concat")
+        device = resolve_device(self.device)
+        if device != self.device:
+            changes["device"] = device
         return replace(self, **changes) if changes else self

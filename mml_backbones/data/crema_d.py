@@ -52,7 +52,6 @@ import json
 import logging
 import math
 import os
-import pickle
 import re
 import zipfile
 from collections import Counter
@@ -70,6 +69,7 @@ from mml_backbones.data.images import ImageStore
 from mml_backbones.data.splits import group_split, stratified_split
 from mml_backbones.data.standardize import fit_standardization
 from mml_backbones.errors import ConfigError, DataError, DataFileNotFoundError
+from mml_backbones.safe_files import load_torch
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def read_spectrogram(path: Path, axes: Literal["freq_time", "time_freq"]) -> np.
     """A spectrogram file (.npy or .pt) as a float32 (freq, time) array."""
     try:
         if path.suffix == ".pt":
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            obj = load_torch(path, f"spectrogram {path}")  # tensors only: a .pt file is data, never code
             if not isinstance(obj, torch.Tensor):
                 raise DataError(f"{path}: expected a tensor, found a {type(obj).__name__}")
             arr = obj.detach().float().numpy()
@@ -146,7 +146,7 @@ def read_spectrogram(path: Path, axes: Literal["freq_time", "time_freq"]) -> np.
             arr = np.load(path, allow_pickle=False)
     except DataError:  # already names the problem (DataError is a ValueError: keep it out of the next clause)
         raise
-    except (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # np.load's errors for a torn .npy
         raise DataError(f"cannot read spectrogram {path}: {e}") from e
     if not isinstance(arr, np.ndarray) or arr.dtype.kind not in "biuf":
         raise DataError(f"{path}: expected a numeric array, got {type(arr).__name__} {getattr(arr, 'dtype', '')}")

@@ -98,6 +98,8 @@ class MultimodalDataset:
             if isinstance(data, torch.Tensor):
                 if data.ndim < 2:
                     raise DataError(f"{where}: modality {m!r} needs a feature axis, got shape {tuple(data.shape)}")
+                if 0 in data.shape[1:]:
+                    raise DataError(f"{where}: modality {m!r} has no features (shape {tuple(data.shape)}); drop it")
                 if data.is_floating_point() and not torch.isfinite(data).all():
                     bad_rows = (~torch.isfinite(data.reshape(n, -1))).any(1).nonzero().flatten()[:5].tolist()
                     raise DataError(f"{where}: modality {m!r} contains NaN or inf (first rows: {bad_rows})")

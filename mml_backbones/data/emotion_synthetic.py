@@ -337,4 +337,18 @@ def load_emotion_synthetic(
     return generate(replace(spec, **changes) if changes else spec, seed, prompt, tokenizer, max_length)
 
 
-__all__ = ["EmotionSyntheticSpec", "bayes_accuracy", "generate", "load_emotion_synthetic"]
+def describe() -> list[dict[str, object]]:
+    """The ``dus datasets`` row of the default spec, without generating the data."""
+    spec = EmotionSyntheticSpec()
+    image = f"[{spec.image_features_dim}]" if spec.image_features_dim else f"[3, {spec.image_size}, {spec.image_size}]"
+    return [
+        {
+            "dataset": "emotion_synthetic",
+            "modalities": f"text[{DEFAULT_MAX_LENGTH}] (token ids), image{image}",
+            "classes": len(EMOTIONS),
+            "train/val/test": f"{spec.n_train}/{spec.n_val}/{spec.n_test}",
+        }
+    ]
+
+
+__all__ = ["EmotionSyntheticSpec", "bayes_accuracy", "describe", "generate", "load_emotion_synthetic"]

@@ -44,17 +44,36 @@ def load_npz(
     src = Path(path)
     if not src.is_file():
         raise DataFileNotFoundError(f"npz file not found: {src}")
+    with src.open("rb") as f:
+        magic = f.read(6)
+    if magic == b"\x93NUMPY":  # np.save's one array, not np.savez's archive
+        raise DataError(
+            f"{src} is a .npy file (one array); dataset npz reads an .npz archive with 'labels' and one array per "
+            "modality: np.savez(path, labels=y, <modality>=x, ...)"
+        )
+    if not zipfile.is_zipfile(src):
+        raise DataError(
+            f"{src} is not an .npz archive (not a zip file; a text or other file named .npz?); write one with "
+            "np.savez(path, labels=y, <modality>=x, ...)"
+        )
     try:
         with np.load(src, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise DataError(f"cannot read {src} as .npz: {e}") from e
+    except ValueError as e:  # numpy's hint to load unsafely does not apply: object arrays are never modalities
+        raise DataError(
+            f"cannot read {src}: an array holds Python objects (dtype object), which are not loaded for safety; "
+            "save numeric arrays (and class_names as a str array)"
+        ) from e
+    except (OSError, zipfile.BadZipFile, EOFError) as e:
+        raise DataError(f"cannot read {src} as .npz (corrupt or truncated?): {e}") from e
     if "labels" not in arrays:
         raise DataError(
             f"{src}: no 'labels' array (the integer class of each sample); arrays in the file: {sorted(arrays)}. "
             "Save it with np.savez(path, labels=y, <modality>=x, ...)"
         )
     labels = arrays.pop("labels")
+    if len(labels) == 0:
+        raise DataError(f"{src}: the file has no samples ('labels' is empty)")
     if labels.ndim != 1 or not (np.issubdtype(labels.dtype, np.integer) or np.issubdtype(labels.dtype, np.floating)):
         raise DataError(f"{src}: 'labels' must be a 1-D integer array, got {labels.dtype} {labels.shape}")
     split = arrays.pop("split", None)
@@ -74,6 +93,19 @@ def load_npz(
             arrays[m] = a[:, None]
         if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
             raise DataError(f"{src}: modality {m!r} has non-numeric dtype {a.dtype}")
+        if 0 in a.shape[1:]:
+            raise DataError(
+                f"{src}: modality {m!r} is empty (shape {a.shape}: no features per sample); leave it out of the "
+                "file, or train on the others with --modalities"
+            )
+        if np.issubdtype(a.dtype, np.floating):
+            bad = np.flatnonzero(~np.isfinite(a.reshape(len(a), -1)).all(axis=1))
+            if len(bad):  # file rows, before any split or shuffle, so they can be found and fixed
+                shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+                raise DataError(
+                    f"{src}: modality {m!r} has NaN or inf in {len(bad)} row(s) of the file (0-based: {shown}); "
+                    "remove or impute them"
+                )
     if np.issubdtype(labels.dtype, np.floating):
         if not np.isfinite(labels).all() or not np.equal(labels, np.round(labels)).all():
             raise DataError(f"{src}: 'labels' has NaN, inf or fractional values")
@@ -97,11 +129,9 @@ def load_npz(
         raise DataError(f"{src}: split(s) {empty} have no samples")
     stats = {}
     if standardize:
-        # train rows only; the non-finite check happens below, per split, with the rows named
+        # train rows only (every value is finite: checked above, with the file's rows named)
         stats = {
-            m: fit_standardization(a, parts["train"])
-            for m, a in arrays.items()
-            if np.issubdtype(a.dtype, np.floating) and np.isfinite(a[parts["train"]]).all()
+            m: fit_standardization(a, parts["train"]) for m, a in arrays.items() if np.issubdtype(a.dtype, np.floating)
         }
     out = {}
     for s, idx in parts.items():

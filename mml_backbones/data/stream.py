@@ -33,10 +33,10 @@ class IndexStream:
         return np.concatenate(parts)
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue the stream exactly."""
+        """Everything needed to continue the stream exactly, as plain data (the generator's state is ints)."""
         return {
             "rng": self.rng.bit_generator.state,
-            "order": self.order.copy(),
+            "order": self.order.tolist(),
             "pos": self.pos,
             "passes": self.passes,
         }
@@ -44,6 +44,6 @@ class IndexStream:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore ``state_dict()``."""
         self.rng.bit_generator.state = state["rng"]
-        self.order = np.asarray(state["order"])
+        self.order = np.asarray(state["order"], dtype=np.int64)
         self.pos = int(state["pos"])
         self.passes = int(state["passes"])

@@ -332,11 +332,25 @@ def _replace_modality(m: SyntheticModality, options: dict[str, Any]) -> Syntheti
     return replace(m, **{k: tuple(v) if k == "groups" else v for k, v in options.items()})
 
 
+def describe_presets() -> list[dict[str, object]]:
+    """One ``dus datasets`` row per preset, from its spec alone (no data generated, no Bayes accuracy computed)."""
+    return [
+        {
+            "dataset": f"synthetic --preset {name}",
+            "modalities": ", ".join(f"{m.name}[{m.dim}]" for m in spec.modalities),
+            "classes": spec.num_classes,
+            "train/val/test": f"{spec.n_train}/{spec.n_val}/{spec.n_test}",
+        }
+        for name, spec in PRESETS.items()
+    ]
+
+
 __all__ = [
     "PRESETS",
     "SyntheticModality",
     "SyntheticSpec",
     "bayes_accuracy",
+    "describe_presets",
     "generate",
     "load_synthetic",
     "spec_from_dict",

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mml_backbones.config import from_dict, to_dict
 from mml_backbones.errors import ConfigError
-from mml_backbones.methods.base import IterationBatch, Method, MethodContext, Predictions, StepResult
-from mml_backbones.models.model import MultimodalModel
+from mml_backbones.lazy import lazy_getattr
 from mml_backbones.registry import Registry
+
+if TYPE_CHECKING:
+    from mml_backbones.methods.base import IterationBatch, Method, MethodContext, Predictions, StepResult
+    from mml_backbones.models.model import MultimodalModel
+
+#: names of ``methods.base`` (torch) imported on first use, so that the registry's names are cheap to list
+__getattr__ = lazy_getattr(
+    __name__,
+    dict.fromkeys(("IterationBatch", "Method", "MethodContext", "Predictions", "StepResult"), f"{__name__}.base"),
+)
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ class IterationBatch:
         nominal_batch_size: B, the normaliser of the unimodal losses.
         epoch: completed epochs before this iteration.
         iteration: iterations done before this one.
+        row_weights: in a vectorised step (``core.TrainingCore``), per modality 1 on the run's own rows and 0 on
+            the padding that makes every run's batch the same size (``quantities`` are then the padded sizes);
+            None for one run's own batch.
+        paired_weights: in a vectorised step, 1 / (the run's paired prefix) on its paired rows, 0 on padding.
     """
 
     inputs: dict[str, torch.Tensor]
@@ -50,6 +54,8 @@ class IterationBatch:
     nominal_batch_size: int
     epoch: int = 0
     iteration: int = 0
+    row_weights: dict[str, torch.Tensor] | None = None
+    paired_weights: torch.Tensor | None = None
 
     def labels_of(self, modality: str) -> torch.Tensor:
         """Labels of modality ``modality``'s samples."""
@@ -133,6 +139,9 @@ class Method:
     #: the optimiser of the method's paper or released code (OptimConfig fields), used wherever a run's
     #: TrainerConfig leaves ``optim`` unset
     paper_optim: ClassVar[dict[str, Any]] = {"name": "sgd", "lr": 1e-3, "momentum": 0.9, "weight_decay": 1e-4}
+    #: the method's step is its losses (no ``train_step`` or ``after_backward`` of its own) and they are written
+    #: with the loss helpers below, so K runs can take it at once under ``torch.func.vmap`` (see ``core.py``)
+    vectorizable: ClassVar[bool] = False
 
     def __init__(self, config: Any, model: MultimodalModel, context: MethodContext) -> None:
         self.config = config
@@ -161,12 +170,17 @@ class Method:
         """Modify gradients in place before the optimiser step; return scalars to log."""
         return {}
 
+    def loss_terms(self, output: ModelOutput, batch: IterationBatch) -> dict[str, torch.Tensor]:
+        """``losses`` with the DUS plug-in applied: a fusion-only method's monitor terms become real ``dus/`` losses."""
+        losses = self.losses(output, batch)
+        if self.fusion_only and self.context.dus_losses:
+            losses = {f"dus/{k[8:]}" if k.startswith("monitor/") else k: v for k, v in losses.items()}
+        return losses
+
     def train_step(self, batch: IterationBatch) -> StepResult:
         """Forward, losses, backward, gradient modification (the optimiser step is the Trainer's)."""
         output = self.forward(batch)
-        losses = self.losses(output, batch)
-        if self.fusion_only and self.context.dus_losses:  # the DUS plug-in: the monitors become real losses
-            losses = {f"dus/{k[8:]}" if k.startswith("monitor/") else k: v for k, v in losses.items()}
+        losses = self.loss_terms(output, batch)
         total = sum(losses.values())
         if isinstance(total, torch.Tensor) and total.requires_grad:
             total.backward()
@@ -204,12 +218,18 @@ def fused_loss(output: ModelOutput, batch: IterationBatch) -> torch.Tensor:
     """Cross-entropy of the fused logits on the paired prefix (zero when there is no paired sample)."""
     if output.fused_logits is None or batch.n_paired == 0:
         return torch.zeros((), device=batch.labels.device)
+    if batch.paired_weights is not None:  # a padded run of a vectorised step: the mean over its own paired rows
+        ce = F.cross_entropy(output.fused_logits, batch.paired_labels, reduction="none")
+        return (ce * batch.paired_weights).sum()
     return F.cross_entropy(output.fused_logits, batch.paired_labels)
 
 
 def unimodal_loss(output: ModelOutput, batch: IterationBatch, modality: str) -> torch.Tensor:
     """Modality ``modality``'s summed cross-entropy over its n_m samples, divided by the nominal batch size B."""
     logits = output.unimodal_logits[modality]
+    if batch.row_weights is not None:  # a padded run of a vectorised step: its own n_m rows only
+        ce = F.cross_entropy(logits, batch.labels_of(modality), reduction="none")
+        return (ce * batch.row_weights[modality]).sum() / batch.nominal_batch_size
     return unimodal_cross_entropy(logits, batch.labels_of(modality), batch.nominal_batch_size)
 
 

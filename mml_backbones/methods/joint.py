@@ -35,6 +35,7 @@ class Joint(Method):
 
     Config = JointConfig
     reference = "standard joint training; unimodal terms as in the DUS paper's per-modality heads"
+    vectorizable = True
 
     @property
     def fusion_only(self) -> bool:

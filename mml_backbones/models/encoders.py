@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mml_backbones.errors import ConfigError
+from mml_backbones.models.layers import Linear
 from mml_backbones.registry import Registry
 
 ENCODERS: Registry[type[nn.Module]] = Registry("encoder")
@@ -49,9 +50,9 @@ class MLPEncoder(Encoder):
         layers: list[nn.Module] = [nn.Flatten()]
         width = math.prod(self.input_shape)
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            layers += [Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
             width = h
-        layers += [nn.Linear(width, feature_dim), nn.ReLU()]
+        layers += [Linear(width, feature_dim), nn.ReLU()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -74,6 +75,11 @@ class Conv1dEncoder(Encoder):
         super().__init__(input_shape, feature_dim)
         if len(self.input_shape) != 2:
             raise ConfigError(f"cnn1d needs inputs of shape (channels, time), got {self.input_shape}")
+        if self.input_shape[1] < 2 ** len(channels):  # each block halves the time axis; none may reach 0
+            raise ConfigError(
+                f"cnn1d needs at least {2 ** len(channels)} time steps for its {len(channels)} pooling blocks, got "
+                f"input shape {self.input_shape}"
+            )
         layers: list[nn.Module] = []
         c_in = self.input_shape[0]
         for c in channels:
@@ -85,7 +91,7 @@ class Conv1dEncoder(Encoder):
             ]
             c_in = c
         self.body = nn.Sequential(*layers)
-        self.proj = nn.Sequential(nn.Dropout(dropout), nn.Linear(c_in, feature_dim), nn.ReLU())
+        self.proj = nn.Sequential(nn.Dropout(dropout), Linear(c_in, feature_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -145,7 +151,7 @@ class ResNet2dEncoder(Encoder):
                 stages.append(_BasicBlock(c_in, c_out, 2 if (j == 0 and i > 0) else 1))
                 c_in = c_out
         self.stages = nn.Sequential(*stages)
-        self.proj = nn.Sequential(nn.Linear(c_in, feature_dim), nn.ReLU())
+        self.proj = nn.Sequential(Linear(c_in, feature_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

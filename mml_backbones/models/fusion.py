@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from mml_backbones.errors import ConfigError
+from mml_backbones.models.layers import Linear
 from mml_backbones.registry import Registry
 
 FUSIONS: Registry[type[nn.Module]] = Registry("fusion")
@@ -64,7 +65,7 @@ class SumFusion(Fusion):
     def __init__(self, feature_dims: Mapping[str, int], hidden: int = 128) -> None:
         super().__init__(feature_dims)
         self.output_dim = hidden
-        self.proj = nn.ModuleDict({m: nn.Linear(d, hidden) for m, d in self.feature_dims.items()})
+        self.proj = nn.ModuleDict({m: Linear(d, hidden) for m, d in self.feature_dims.items()})
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return torch.stack([self.proj[m](features[m]) for m in self.modalities]).sum(0)
@@ -84,8 +85,8 @@ class FiLMFusion(Fusion):
             raise ConfigError("film fusion needs at least two modalities")
         self.output_dim = hidden
         first = self.modalities[0]
-        self.base = nn.Linear(self.feature_dims[first], hidden)
-        self.film = nn.ModuleDict({m: nn.Linear(self.feature_dims[m], 2 * hidden) for m in self.modalities[1:]})
+        self.base = Linear(self.feature_dims[first], hidden)
+        self.film = nn.ModuleDict({m: Linear(self.feature_dims[m], 2 * hidden) for m in self.modalities[1:]})
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         x = self.base(features[self.modalities[0]])
@@ -102,8 +103,8 @@ class GatedFusion(Fusion):
     def __init__(self, feature_dims: Mapping[str, int], hidden: int = 128) -> None:
         super().__init__(feature_dims)
         self.output_dim = hidden
-        self.proj = nn.ModuleDict({m: nn.Linear(d, hidden) for m, d in self.feature_dims.items()})
-        self.gate = nn.Linear(hidden * len(self.modalities), hidden * len(self.modalities))
+        self.proj = nn.ModuleDict({m: Linear(d, hidden) for m, d in self.feature_dims.items()})
+        self.gate = Linear(hidden * len(self.modalities), hidden * len(self.modalities))
 
     def forward(self, features: Mapping[str, torch.Tensor]) -> torch.Tensor:
         projected = [torch.tanh(self.proj[m](features[m])) for m in self.modalities]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,31 +11,10 @@ from torch import nn
 
 from mml_backbones.data.dataset import MultimodalDataset
 from mml_backbones.errors import ConfigError
+from mml_backbones.model_config import ModelConfig
 from mml_backbones.models.encoders import build_encoder, default_encoder_name
 from mml_backbones.models.fusion import Fusion, build_fusion
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a MultimodalModel.
-
-    Attributes:
-        encoder: encoder for every modality; None picks one by input shape (mlp for vectors, cnn1d for
-            (channels, time), resnet2d for images, spectrograms and frame clips, text for token ids).
-        encoders: per-modality encoder names, overriding ``encoder``.
-        encoder_options: keyword options for the encoders, per modality name or under "*" for all.
-        feature_dim: size of every encoder's output features.
-        fusion: fusion module name (concat, sum, film, gated, late); None: the method's recommended fusion
-            (resolved by ``TrainerConfig.resolved``), else concat.
-        fusion_options: keyword options for the fusion module.
-    """
-
-    encoder: str | None = None
-    encoders: dict[str, str] = field(default_factory=dict)
-    encoder_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    feature_dim: int = 128
-    fusion: str | None = None
-    fusion_options: dict[str, Any] = field(default_factory=dict)
+from mml_backbones.models.layers import Linear
 
 
 @dataclass
@@ -61,9 +40,9 @@ class MultimodalModel(nn.Module):
         self.modalities = tuple(encoders)
         self.num_classes = num_classes
         self.encoders = nn.ModuleDict(encoders)
-        self.heads = nn.ModuleDict({m: nn.Linear(e.feature_dim, num_classes) for m, e in encoders.items()})
+        self.heads = nn.ModuleDict({m: Linear(e.feature_dim, num_classes) for m, e in encoders.items()})
         self.fusion = fusion
-        self.fusion_head = None if fusion.consumes_logits else nn.Linear(fusion.output_dim, num_classes)
+        self.fusion_head = None if fusion.consumes_logits else Linear(fusion.output_dim, num_classes)
 
     def encode(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Features of each modality present in ``inputs``."""
@@ -136,7 +115,14 @@ def build_model(
             **config.encoder_options.get("*", {}),
             **config.encoder_options.get(m, {}),
         }
-        encoders[m] = build_encoder(name, shape, config.feature_dim, **options)
+        try:
+            encoders[m] = build_encoder(name, shape, config.feature_dim, **options)
+        except ConfigError as e:  # an encoder that cannot take this shape: name the modality and the way out
+            chosen = "chosen by its shape" if name == default_encoder_name(shape, dtype) else "as configured"
+            raise ConfigError(
+                f"modality {m!r} (sample shape {tuple(shape)}) cannot use encoder {name!r}, {chosen}: {e}; use "
+                f"--encoder mlp (every modality) or --encoders {m}=mlp"
+            ) from None
     fusion = build_fusion(
         config.fusion or "concat", {m: e.feature_dim for m, e in encoders.items()}, **config.fusion_options
     )

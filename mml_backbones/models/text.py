@@ -20,6 +20,7 @@ from torch import nn
 from mml_backbones.data.text import DEFAULT_MAX_VOCAB, PAD_ID, hf_model_dir, import_transformers
 from mml_backbones.errors import ConfigError, DataError
 from mml_backbones.models.encoders import ENCODERS, Encoder
+from mml_backbones.models.layers import Linear, is_vectorised
 
 Pooling = Literal["mean", "cls"]
 
@@ -28,7 +29,8 @@ def _check_ids(encoder: Encoder, x: torch.Tensor, vocab_size: int) -> None:
     encoder.check_input(x)
     if x.is_floating_point() or x.dtype == torch.bool:
         raise ValueError(f"{type(encoder).__name__} expects integer token ids, got {x.dtype}")
-    if x.numel() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
+    # the range needs the values, which a vectorised step cannot read (an id out of range then fails in the lookup)
+    if x.numel() and not is_vectorised() and (int(x.min()) < 0 or int(x.max()) >= vocab_size):
         raise ValueError(
             f"{type(encoder).__name__}: token ids span [{int(x.min())}, {int(x.max())}] but the vocabulary has "
             f"{vocab_size} ids; tokenise with the encoder's own tokenizer or raise its vocab_size"
@@ -90,7 +92,7 @@ class TransformerTextEncoder(Encoder):
         )
         self.transformer = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(d_model)
-        self.proj = nn.Sequential(nn.Linear(d_model, feature_dim), nn.ReLU())
+        self.proj = nn.Sequential(Linear(d_model, feature_dim), nn.ReLU())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_ids(self, x, self.vocab_size)
@@ -148,7 +150,7 @@ class HFTextEncoder(Encoder):
         if self.freeze:
             self.backbone.requires_grad_(False)
             self.backbone.eval()
-        self.proj = nn.Sequential(nn.Linear(int(cfg.hidden_size), feature_dim), nn.ReLU())
+        self.proj = nn.Sequential(Linear(int(cfg.hidden_size), feature_dim), nn.ReLU())
 
     def train(self, mode: bool = True) -> HFTextEncoder:
         """Switch train/eval mode; a frozen backbone stays in eval mode (no dropout)."""

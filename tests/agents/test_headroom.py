@@ -49,9 +49,11 @@ def test_the_verdict_counts_equal_budget_schedules_only():
     assert format_gate(more, "stub").splitlines()[-1] == "headroom: no"
 
 
-def test_the_gate_runs_on_gate_seeds_and_resumes_from_its_csv(tmp_path):
+def test_the_gate_runs_on_gate_seeds_and_resumes_from_its_csv(tmp_path, capsys):
     csv = tmp_path / "gate.csv"
-    first = run_gate("dus_env/DUS-Tiny-v1", 2, csv)
+    first = run_gate("dus_env/DUS-Tiny-v1", 2, csv, progress=True)
+    err = capsys.readouterr().err  # the progress bar counts the episodes and names the schedule being played
+    assert "headroom dus_env/DUS-Tiny-v1" in err and f"/{len(first)}" in err and "heuristic gamma" in err
     again = run_gate("dus_env/DUS-Tiny-v1", 2, csv)  # every episode is found: nothing runs twice
     assert len(first) == len(again) == 2 * len(schedules(("strong", "weak"), 32))
     assert sorted(set(first["seed"])) == gate_seeds(2) == [40000, 40001]

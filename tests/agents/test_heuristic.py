@@ -14,15 +14,15 @@ def obs(cumulative, b=64):
 
 
 def test_weaker_modality_gets_more_by_the_design_rule():
-    q = HeuristicSampler(gamma=1.0)(obs([0.6, 0.2]))
+    q = HeuristicSampler(gamma=1.0, budget="free")(obs([0.6, 0.2]))
     # ratios 1.5 and 0.5 -> 64 / 1.5 and 64 / 0.5
     assert q == {"m0": 43, "m1": 128}
-    assert HeuristicSampler(gamma=0.0)(obs([0.6, 0.2])) == {"m0": 64, "m1": 64}
-    assert HeuristicSampler(gamma=2.0)(obs([0.6, 0.2])) == {"m0": 28, "m1": 256}
+    assert HeuristicSampler(gamma=0.0, budget="free")(obs([0.6, 0.2])) == {"m0": 64, "m1": 64}
+    assert HeuristicSampler(gamma=2.0, budget="free")(obs([0.6, 0.2])) == {"m0": 28, "m1": 256}
 
 
 def test_clipping_scales_with_the_batch_size():
-    q = HeuristicSampler(gamma=4.0)(obs([0.9, 0.05], b=32))
+    q = HeuristicSampler(gamma=4.0, budget="free")(obs([0.9, 0.05], b=32))
     assert q == {"m0": 8, "m1": 128}  # bounds are relative to B: [0.25 B, 4 B]
 
 
@@ -37,3 +37,14 @@ def test_spec_parsing_and_errors():
         make_sampler("heuristic:beta=1")
     with pytest.raises(ConfigError, match="gamma must be"):
         HeuristicSampler(gamma=-1)
+
+
+def test_the_default_and_the_plain_spec_are_v1s_named_heuristic():
+    from agents.heuristic import V0_HEURISTIC, V1_HEURISTIC
+
+    v1 = HeuristicSampler(gamma=2.0, budget="equal")
+    assert HeuristicSampler() == make_sampler("heuristic") == make_sampler(V1_HEURISTIC) == v1
+    # equal budget: the weak modality gets more, the total stays M * B
+    q = make_sampler("heuristic")(obs([0.6, 0.2]))
+    assert q["m1"] > q["m0"] and sum(q.values()) == 128
+    assert make_sampler(V0_HEURISTIC) == HeuristicSampler(gamma=1.0, budget="free")

@@ -33,10 +33,10 @@ def test_policy_round_trip_is_deterministic_and_matches_the_model(trained_ppo, t
     env = DUSEnv(**{**V0, **tiny_env})  # the world the fixture policy was trained in
     env.reset(seed=3)
     env.step(np.array([0.2, -0.4], np.float32))
-    o = env.trainer.observation()
+    o = env.observation()
     q1, q2 = sampler(o), sampler(o)
     assert q1 == q2
-    action, _ = model.predict(env.trainer.observation_vector(), deterministic=True)
+    action, _ = model.predict(env.observation().vector(env.config.trainer.observation_features), deterministic=True)
     assert q1 == env.action_to_quantities(action)  # the sampler reproduces the environment's own mapping
     assert meta["modalities"] == ["strong", "weak"]
 
@@ -45,7 +45,7 @@ def test_quantities_scale_with_the_downstream_batch_size(trained_ppo, tiny_env):
     sampler = PolicySampler(trained_ppo.final)
     env = DUSEnv(**{**V0, **tiny_env})  # the world the fixture policy was trained in
     env.reset(seed=0)
-    o = env.trainer.observation()
+    o = env.observation()
     doubled = replace(o, nominal_batch_size=64)
     a, b = sampler(o), sampler(doubled)
     assert all(abs(b[m] - 2 * a[m]) <= 1 for m in a)
@@ -70,7 +70,16 @@ def test_missing_corrupt_and_foreign_files_are_clear_errors(trained_ppo, tmp_pat
         PolicySampler(tmp_path / "none.zip")
     bad = tmp_path / "bad.zip"
     bad.write_bytes(b"PK\x03\x04 torn")
-    with pytest.raises(DataError, match="not a valid policy"):
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        PolicySampler(bad)
+    # a real policy cut short: zipfile would open a zip nested inside it and call the file "not a DUS policy"
+    data = trained_ppo.final.read_bytes()
+    for size in (len(data) // 2, len(data) - 100):
+        bad.write_bytes(data[:size])
+        with pytest.raises(DataError, match=r"not a valid policy .zip \(truncated or corrupt"):
+            PolicySampler(bad)
+    bad.write_text("not a zip at all")
+    with pytest.raises(DataError, match="not a valid policy .zip"):
         PolicySampler(bad)
     foreign = tmp_path / "foreign.zip"
     model, _ = load_policy(trained_ppo.final)
@@ -97,7 +106,7 @@ def test_every_algorithm_trains_saves_and_runs_as_a_sampler(algo, tmp_path, tiny
     sampler = PolicySampler(result.final)
     env = DUSEnv(**{**tiny_env, "action_type": sampler.metadata["action"]["action_type"]})
     env.reset(seed=0)
-    q = sampler(env.trainer.observation())
+    q = sampler(env.observation())
     assert set(q) == {"strong", "weak"} and all(8 <= n <= 128 for n in q.values())
 
 
@@ -192,7 +201,9 @@ def test_committed_v0_policies_still_load_and_run_on_v0():
 
     import gymnasium as gym
 
-    path = Path(__file__).parents[2] / "benchmarks" / "results" / "policies" / "DUS-v0_ppo" / "policy.zip"
+    path = (
+        Path(__file__).parents[2] / "benchmarks" / "archive_v0" / "results" / "policies" / "DUS-v0_ppo" / "policy.zip"
+    )
     if not path.is_file():
         pytest.skip("no committed v0 policy")
     sampler = PolicySampler(path)

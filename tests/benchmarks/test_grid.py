@@ -79,15 +79,6 @@ def test_summary_tables():
     assert d["mean"] == pytest.approx(0.0166667, abs=1e-6) and d["low"] < d["mean"] < d["high"] and d["n"] == 3
 
 
-@pytest.fixture(scope="module")
-def ray_session():
-    """One small local Ray session for the module: 2 CPUs, no dashboard, so the Ray tests stay quick."""
-    ray = pytest.importorskip("ray", reason="the ray backend is an optional extra (pip install 'dus[ray]')")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def ray_cells():
     return [
         Cell(

@@ -1,4 +1,4 @@
-"""Batched runs (dus_env.batched, mml_backbones.batched_model): the same numbers as separate runs, the vector API."""
+"""Batched runs (dus_env.batched on the core's run axis): the same numbers as separate runs, the vector API."""
 
 from __future__ import annotations
 
@@ -11,19 +11,12 @@ import torch
 from torch import nn
 
 import dus_env
+from dus_env import DUSEnv
 from dus_env.batched import BatchedDUSEnv
-from dus_env.reference import validation_metrics
-from mml_backbones.batched_model import (
-    BatchedTrainer,
-    OutOfScopeError,
-    StackedModel,
-    stacked_optimizer,
-    unsupported_reason,
-)
+from dus_env.episodes import validation_metrics
 from mml_backbones.cli import main
 from mml_backbones.config import replace
 from mml_backbones.data.registry import load_dataset
-from mml_backbones.models.model import ModelConfig, build_model
 from mml_backbones.optim import OptimConfig, build_optimizer, build_scheduler
 from mml_backbones.trainer import Trainer
 from mml_backbones.trainer_config import TrainerConfig
@@ -54,7 +47,7 @@ def test_a_stacked_optimizer_is_k_independent_optimizers(optim):
         n: torch.stack([dict(m.named_parameters())[n].detach() for m in models]).requires_grad_()
         for n, _ in models[0].named_parameters()
     }
-    batched = stacked_optimizer(list(stacked.values()), config)
+    batched = build_optimizer(list(stacked.values()), config, fused=True)  # the core's optimiser of K runs
     separate = [build_optimizer(m.parameters(), config) for m in models]  # what each Trainer builds
     schedules = [build_scheduler(o, config, 3) for o in [batched, *separate]]
     for step in range(6):
@@ -98,21 +91,25 @@ def test_batched_runs_match_separate_trainers(changes, tmp_path):
     config = tiny_trainer_config(**(_npz(tmp_path) if changes == "npz" else changes))
     splits = load_dataset(config.dataset, **config.dataset_options)
     seeds = [3, 4, 5]
-    batched = BatchedTrainer([replace(config, seed=s) for s in seeds], splits)
+    batched = Trainer([replace(config, seed=s) for s in seeds], splits)
+    assert batched._vectorizable  # the vectorised step (joint and concat opt in)
     separate = [Trainer(replace(config, seed=s), splits=splits) for s in seeds]
     step = 0
     while not batched.done:  # the whole schedule: 8 iterations (npz: 7, its last step one iteration long)
         q = QUANTITIES[step % 2]
-        batched.decide(q)
+        batched.decide_each([dict(zip(batched.modalities, row.tolist())) for row in q])
         ran = batched.run_iterations(config.decision_interval)
-        losses, obs, val = batched.pop_train_losses(), batched.observation_vectors(), batched.evaluate_val()
+        losses, obs = batched.pop_train_losses_each(), batched.observation_vectors()
+        val = [validation_metrics(batched, config.val_max_samples, k) for k in range(len(seeds))]
         step += 1
         for k, trainer in enumerate(separate):
             assert trainer.run_iterations(config.decision_interval, q[k].tolist()) == ran
             expected = trainer.pop_train_losses()
             assert losses[k] == pytest.approx(expected, rel=1e-5, abs=1e-6)
             np.testing.assert_allclose(obs[k], trainer.observation_vector(), atol=2e-5)  # S_t, speed, loss, ...
-            np.testing.assert_allclose(batched.statistics.cumulative[k], trainer.statistics.cumulative, atol=1e-6)
+            np.testing.assert_allclose(
+                batched.runs[k].controller.statistics.cumulative, trainer.statistics.cumulative, atol=1e-6
+            )
             metrics = validation_metrics(trainer, config.val_max_samples)
             assert abs(val[k]["fused_acc"] - metrics["fused_acc"]) <= 0.001  # within a tenth of a point
             assert val[k] == pytest.approx(metrics, abs=1e-3)
@@ -190,50 +187,84 @@ def test_same_step_autoreset_reports_the_final_observation():
     assert info["final_info"]["iteration"].tolist() == [8, 8]
 
 
-def test_out_of_scope_configurations_fall_back_with_a_reason():
-    splits = load_dataset("synthetic", preset="mild", n_train=64, n_val=32, n_test=32)
-    base = tiny_trainer_config()
-    cases = {
-        "method 'ogm_ge'": {"method": "ogm_ge"},
-        "encoder 'cnn1d'": {"model": ModelConfig(encoder="cnn1d")},
-        "fusion 'film'": {"model": ModelConfig(fusion="film")},
-        "optimizer 'adamw'": {"optim": OptimConfig(name="adamw")},
-        "grad_clip": {"optim": OptimConfig(name="sgd", grad_clip=1.0)},
-        "dropout": {"model": ModelConfig(encoder_options={"*": {"dropout": 0.1}})},
-        "dataset 'hapt'": {"dataset": "hapt"},
-    }
-    for expected, change in cases.items():
-        assert expected in unsupported_reason(replace(base, **change), splits)
-    assert unsupported_reason(base, splits) is None
-    with pytest.warns(UserWarning, match="method 'ogm_ge'.*SyncVectorEnv"):
-        venv = gym.make_vec(TINY_ID, num_envs=2, vectorization_mode="vector_entry_point", method="ogm_ge")
-    assert isinstance(venv, gym.vector.SyncVectorEnv)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"method": "ogm_ge"},
+        {"dataset": "npz"},  # a (3, 16) series modality: the 1-D CNN with BatchNorm and dropout
+        {"model": {"fusion": "film"}},
+        {"optim": {"name": "adamw", "lr": 1e-3}},
+        {"optim": {"name": "sgd", "lr": 1e-3, "grad_clip": 1.0}},
+    ],
+    ids=["ogm_ge", "cnn1d", "film", "adamw", "grad-clip"],
+)
+def test_every_configuration_runs_batched_as_separate_environments(changes, tmp_path):
+    """What the old batched runs left to SyncVectorEnv now trains on the one core, member for member."""
+    if changes.get("dataset") == "npz":
+        rng = np.random.default_rng(0)
+        y = rng.integers(0, 3, 300)
+        path = tmp_path / "series.npz"
+        np.savez(path, labels=y, a=rng.normal(size=(300, 3, 16)) + y[:, None, None], b=rng.normal(size=(300, 6)))
+        changes = {**changes, "dataset_options": {"path": str(path)}}
+    kwargs = {**dus_env.V1, **dus_env.TINY, **changes}
+    venv = gym.make_vec(TINY_ID, num_envs=2, vectorization_mode="vector_entry_point", **changes)
+    assert isinstance(venv, BatchedDUSEnv)
+    actions = [np.array([[0.5, -0.5], [-0.3, 0.2]], np.float32)] * 3
+    venv.reset(seed=11)
+    rewards = []
+    for a in actions:
+        _, r, *_ = venv.step(a)
+        rewards.append(r)
+    for i in range(2):
+        env = DUSEnv(**kwargs)
+        _, rewards_i, _ = episode(env, 11 + i, [a[i] for a in actions])
+        np.testing.assert_allclose(np.array(rewards)[:, i], rewards_i, atol=1e-3)
     venv.close()
-    with pytest.raises(OutOfScopeError, match="ogm_ge"):
-        BatchedDUSEnv(2, None, **{**dus_env.V1, **dus_env.TINY, "method": "ogm_ge"})
-    # the kept epoch's score is read at step ends: an epoch end inside a step, or the validation context, is not
-    tiny = {**dus_env.V1, **dus_env.TINY}
-    with pytest.raises(OutOfScopeError, match="does not divide the 8 iterations"):
-        BatchedDUSEnv(2, None, **{**tiny, "decision_interval": 3})
-    with pytest.raises(OutOfScopeError, match="val_acc"):
-        BatchedDUSEnv(2, None, **{**tiny, "observation_features": ("cumulative", "val_acc")})
-    with pytest.raises(OutOfScopeError, match="macro_f1"):
-        BatchedDUSEnv(2, None, **{**tiny, "selection_metric": "macro_f1"})
 
 
-def test_stacked_model_forward_matches_each_model():
-    splits = load_dataset("synthetic", preset="three_modal", n_train=64, n_val=32, n_test=32)
-    for fusion in ("concat", "sum", "late"):
-        torch.manual_seed(0)
-        models = [build_model(ModelConfig(fusion=fusion), splits.train) for _ in range(3)]
-        stacked = StackedModel(models)
-        inputs = {m: splits.train.modalities[m][:10] for m in splits.modality_names}
-        fused, unimodal = stacked.forward(inputs, 6, shared=True)
-        for k, model in enumerate(models):
-            out = model({m: x for m, x in inputs.items()}, n_paired=6)
-            torch.testing.assert_close(fused[k], out.fused_logits, rtol=1e-5, atol=1e-5)
-            for m in splits.modality_names:
-                torch.testing.assert_close(unimodal[m][k], out.unimodal_logits[m], rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"decision_interval": 3},  # epoch ends inside steps: the kept score follows them all the same
+        {"observation_features": dus_env.FAMILY_V1["observation_features"]},  # the validation context
+        {"selection_metric": "macro_f1"},
+    ],
+    ids=["v1", "epoch-end-inside-a-step", "validation-context", "macro-f1"],
+)
+def test_the_kept_score_reward_is_the_single_environments_member_by_member(changes):
+    """paired_selected_val (v1's default) over three epochs: batched returns are DUSEnv's, seed by seed."""
+    kwargs = {**dus_env.V1, **dus_env.TINY, "epochs": 3, **changes}
+    assert kwargs["reward"] == "paired_selected_val"
+    venv = BatchedDUSEnv(2, None, **kwargs)
+    rng = np.random.default_rng(1)
+    actions = [rng.uniform(-1, 1, (2, 2)).astype(np.float32) for _ in range(venv.episode_length)]
+    obs, info = venv.reset(seed=[21, 22])
+    got_obs, got_rewards, infos = [obs], [], [info]
+    for a in actions:
+        obs, r, term, _, info = venv.step(a)
+        got_obs.append(obs), got_rewards.append(r), infos.append(info)
+    assert term.all()
+    assert (infos[-1]["val/selected_epoch"] > 0).all()
+    for i, seed in enumerate((21, 22)):
+        obs_i, rewards_i, infos_i = episode(DUSEnv(**kwargs), seed, [a[i] for a in actions])
+        np.testing.assert_allclose(np.array(got_obs)[:, i], np.array(obs_i), atol=2e-5)
+        np.testing.assert_allclose(np.array(got_rewards)[:, i], rewards_i, atol=1e-3)
+        end = infos_i[-1]  # the return is the difference of the two runs' kept scores
+        assert sum(rewards_i) == pytest.approx(100 * (end["val/selected"] - end["reference/val/selected"]), abs=1e-6)
+        for key in ("val/selected", "reference/val/selected", "val/selected_epoch"):
+            assert abs(infos[-1][key][i] - end[key]) <= 0.001
+    venv.close()
+
+
+def test_uncached_references_are_members_and_cached_ones_are_replayed():
+    venv = BatchedDUSEnv(2, None, **{**dus_env.V1, **dus_env.TINY})
+    venv.reset(seed=[5, 6])
+    assert venv.episodes.trainer.num_runs == 4 and venv.episodes.reference_runs_trained == 2
+    for _ in range(venv.episode_length):
+        venv.step(np.zeros((2, 2), np.float32))
+    venv.reset(seed=[5, 7])  # seed 5's reference trajectory is cached
+    assert venv.episodes.trainer.num_runs == 3 and venv.episodes.reference_runs_trained == 3
 
 
 @pytest.mark.parametrize("algo", ["ppo", "reinforce"])
@@ -243,10 +274,22 @@ def test_train_policy_with_batched_environments(algo, tmp_path, capsys):
     if algo == "ppo":
         args += ["--hyper", "n_steps=4", "--hyper", "batch_size=8", "--hyper", "n_epochs=1"]
     with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)  # in scope: no fallback warning
+        warnings.simplefilter("error", UserWarning)
         assert main(args) == 0
     out = capsys.readouterr().out
     assert f"trained {algo} for 32 steps" in out and (tmp_path / "policy.zip").is_file()
     if algo == "ppo":  # (A2C, under REINFORCE, logs every 100 updates only)
         progress = (tmp_path / "logs" / "segment_0" / "progress.csv").read_text()
         assert "rollout/ep_rew_mean" in progress  # VecMonitor saw whole episodes
+
+
+@pytest.mark.parametrize("env_id", [i for i in dus_env.ENV_IDS if i.endswith("-v1")])
+def test_every_v1_world_runs_batched(env_id):
+    """Every v1 id builds its batched environment on its own data and model, and steps (a short schedule)."""
+    short = {"epochs": 1, "iterations_per_epoch": 2, "decision_interval": 1}
+    venv = BatchedDUSEnv(2, None, **{**dus_env.ENV_IDS[env_id], **short})
+    obs, _ = venv.reset(seed=0)
+    obs, r, term, *_ = venv.step(np.zeros((2, len(venv.modalities)), np.float32))
+    assert venv.observation_space.contains(obs) and np.isfinite(r).all() and not term.any()
+    assert venv.episodes.trainer._vectorizable  # MLP encoders and joint: the vectorised step
+    venv.close()

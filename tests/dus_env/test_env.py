@@ -144,13 +144,15 @@ def test_make_overrides_including_nested_configs():
     env = gym.make("dus_env/DUS-v0", **TINY, model={"feature_dim": 16}, reward="balance").unwrapped
     assert env.config.trainer.model.feature_dim == 16 and env.config.reward == "balance"
     env.reset(seed=0)
-    assert env.trainer.model.heads["weak"].in_features == 16
+    assert env.run.model.heads["weak"].in_features == 16
     with pytest.raises(ValueError, match="unknown reward"):
         tiny(reward="loss")
 
 
 def test_vector_envs_sb3_and_gymnasium():
-    fns = [partial(DUSEnv, **TINY) for _ in range(2)]  # picklable for the subprocesses
+    fns = [
+        partial(DUSEnv, **{**dus_env.V0, **TINY}) for _ in range(2)
+    ]  # picklable for the subprocesses; v0 observation
     for venv in (DummyVecEnv(fns), SubprocVecEnv(fns)):
         venv.seed(5)
         obs = venv.reset()
@@ -159,7 +161,7 @@ def test_vector_envs_sb3_and_gymnasium():
             obs, rewards, dones, infos = venv.step(np.zeros((2, 2), np.float32))
         assert dones.all() and "terminal_observation" in infos[0]
         venv.close()
-    dummy = make_vec_env(partial(DUSEnv, **TINY), n_envs=2, seed=5)
+    dummy = make_vec_env(partial(DUSEnv, **{**dus_env.V0, **TINY}), n_envs=2, seed=5)
     dummy.reset()
     infos = dummy.step(np.zeros((2, 2), np.float32))[3]
     assert [i["train_seed"] for i in infos] == [5, 6]  # SB3 seeds env i with seed + i

@@ -85,12 +85,12 @@ def test_the_reference_is_the_uniform_run_of_the_same_seed_and_is_cached():
     _, _, uniform = episode(alone, 7, UNIFORM)
     assert [i["reference/val/fused_acc"] for i in infos] == [i["val/fused_acc"] for i in uniform]
     assert "reference/val/fused_acc" not in uniform[-1]
-    assert env.reference.runs_trained == 1
+    assert env.episodes.reference_runs_trained == 1
     again = episode(env, 7, WEAK)
-    assert env.reference.runs_trained == 1  # replayed from the cache, with the same rewards
+    assert env.episodes.reference_runs_trained == 1  # replayed from the cache, with the same rewards
     assert again[1] == episode(tiny_v1(), 7, WEAK)[1]
     episode(env, 8, WEAK)
-    assert env.reference.runs_trained == 2
+    assert env.episodes.reference_runs_trained == 2
 
 
 def test_an_abandoned_episode_does_not_poison_the_cache():
@@ -105,15 +105,15 @@ def test_the_reference_run_never_reads_the_test_split(forbid_test_split):
     env = tiny_v1()
     forbid_test_split(env)
     episode(env, 0, WEAK)
-    assert env.reference.runs_trained == 1
+    assert env.episodes.reference_runs_trained == 1
 
 
 def test_paired_rewards_need_the_reference():
     with pytest.raises(ConfigError, match="reference=True"):
         tiny_v1(reference=False)
     env = tiny_v1(reference=False, reward="delta_val_acc")
-    assert env.reference is None
     _, rewards, infos = episode(env, 0, WEAK)
+    assert env.trainer.num_runs == 1  # no reference run
     assert len(rewards) == env.episode_length and "reference/val/fused_acc" not in infos[-1]
 
 

@@ -22,8 +22,8 @@ from mml_backbones.models.model import ModelOutput
 from mml_backbones.statistics import StatisticsConfig
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICY_2 = "benchmarks/results/policies/DUS-v0_ppo/policy.zip"
-POLICY_3 = "benchmarks/results/policies/DUS-ThreeModal-v0_ppo/policy.zip"
+POLICY_2 = "benchmarks/archive_v0/results/policies/DUS-v0_ppo/policy.zip"
+POLICY_3 = "benchmarks/archive_v0/results/policies/DUS-ThreeModal-v0_ppo/policy.zip"
 
 
 class CountingSampler:
@@ -105,7 +105,7 @@ def test_sampler_is_called_exactly_every_decision_interval():
 
 
 def test_heuristic_gives_more_samples_to_the_modality_with_the_lower_score():
-    c = DUSController(["a", "b"], sampler="heuristic:gamma=2", batch_size=64, decision_interval=1)
+    c = DUSController(["a", "b"], sampler="heuristic:gamma=2,budget=free", batch_size=64, decision_interval=1)
     assert c.quantities() == {"a": 64, "b": 64}  # no statistics yet: ratio 1
     c.update_scores({"a": 0.8, "b": 0.4})
     q = c.quantities()
@@ -218,24 +218,27 @@ def test_controller_imports_nothing_from_the_higher_layers():
 
 
 def readme_example() -> tuple[str, str]:
-    """The first python block under "## Your own training loop" and the output block that follows it."""
+    """The README's own-loop example (the python block that builds a DUSController) and the output block after it."""
     text = (ROOT / "README.md").read_text()
-    section = text.split("## Your own training loop\n", 1)[1].split("\n## ", 1)[0]
-    match = re.search(r"```python\n(.*?)```\s*```\n(.*?)```", section, re.S)
-    assert match, "the section needs a python block followed by its output block"
+    match = re.search(r"```python\n((?:(?!```).)*?DUSController\((?:(?!```).)*?)```\s*```text\n(.*?)```", text, re.S)
+    assert match, "the README needs a python block with a DUSController followed by its output block"
     return match.group(1), match.group(2)
 
 
 def test_readme_example_runs_and_prints_what_the_readme_shows(monkeypatch):
     code, shown = readme_example()
-    assert len(code.splitlines()) <= 40
-    assert 'sampler="policy:' in code and "controller.update(" in code
+    assert len(code.splitlines()) <= 45
+    assert '"policy:benchmarks/results/policies_v1/' in code and "controller.update(" in code  # a v1 policy
     monkeypatch.chdir(ROOT)
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})
     printed = out.getvalue()
-    pattern = r"iteration \d+: n = \{'audio': \d+, 'video': \d+\}, S = \[[\d. ]+\]"
-    assert printed.strip() and all(re.fullmatch(pattern, line) for line in printed.strip().splitlines())
+    pattern = r" *(uniform|heuristic|policy) iteration \d+: n = \{'audio': \d+, 'video': \d+\}, S = \[[\d. ]+\]"
+    lines = printed.strip().splitlines()
+    assert lines and all(re.fullmatch(pattern, line) for line in lines), printed
+    # uniform is printed beside the policy, and the policy moves samples to the weak modality (video)
+    n = {line.split()[0]: ast.literal_eval(line.split("n = ")[1].split(", S")[0]) for line in lines}
+    assert n["uniform"] == {"audio": 64, "video": 64} and n["policy"]["video"] > 96
     # the example seeds everything and is deterministic on CPU: the output is the README's, exactly
     assert printed.strip() == shown.strip()

@@ -366,5 +366,6 @@ def test_cli_train(data, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     written = json.loads((tmp_path / "run" / "config.json").read_text())["dataset"]  # info must be JSON
     assert written["sizes"] == {"train": 18, "val": 6, "test": 12} and written["options"]["data_dir"] == str(root)
     argv[argv.index("--data-dir") + 1] = str(tmp_path / "nowhere")
+    argv[argv.index("--out") + 1] = str(tmp_path / "run2")
     assert cli.main(argv) == 2
     assert "data_dir not found" in capsys.readouterr().err

@@ -63,7 +63,7 @@ def test_missing_and_corrupt_files(tmp_path):
         load_dataset("npz", path=str(tmp_path / "none.npz"))
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"this is not a zip")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match="not an .npz archive"):
         load_dataset("npz", path=str(bad))
     with pytest.raises(DataError, match="needs path"):
         load_dataset("npz")

@@ -1,4 +1,4 @@
-"""How much room is there for any sampler to beat uniform sampling? Fixed and two-phase schedules as probes.
+"""v0: how much room is there for any sampler to beat uniform? Fixed and two-phase schedules as probes.
 
 Before asking whether an RL agent learns a good sampler, check whether good samplers exist: run the environment
 with simple hand-written schedules — constant allocations that favour one modality, more (or fewer) samples for
@@ -7,7 +7,7 @@ validation accuracy with uniform sampling on the same seeds (paired). If none of
 than the noise, a learned policy has little to find. Every episode is appended to
 ``results/headroom.csv`` as it finishes; a re-run skips finished ones.
 
-    python -m benchmarks.headroom_v0 --seeds 6
+    python -m benchmarks.archive_v0.headroom --seeds 6
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def schedules() -> dict[str, Callable]:
         "weak x2 first half": phase((64, 128), (64, 64)),
         "weak x2 second half": phase((64, 64), (64, 128)),
         "weak /4 second half": phase((64, 64), (64, 16)),
-        "heuristic gamma 1": HeuristicSampler(1.0),
-        "heuristic gamma 2": HeuristicSampler(2.0),
+        "heuristic gamma 1": HeuristicSampler(1.0, budget="free"),  # v0: a free budget
+        "heuristic gamma 2": HeuristicSampler(2.0, budget="free"),
     }
 
 

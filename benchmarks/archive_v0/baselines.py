@@ -4,11 +4,11 @@ For each dataset: every modality trained alone, Concat (fusion loss only), joint
 uniform control), OGM-GE, MIE (late fusion, as its paper) and MIE under the heuristic DUS sampler; 3 seeds.
 Reported on the test split of the epoch chosen on validation: fused accuracy, each modality's linear-probe
 accuracy inside the model (the imbalance: compare a modality's probe in a joint model with the same modality
-trained alone) and seconds per epoch. Results are appended to ``benchmarks/results/baselines.csv`` cell by
+trained alone) and seconds per epoch. Results are appended to ``archive_v0/results/baselines.csv`` cell by
 cell; a re-run skips finished cells.
 
-    python -m benchmarks.baselines --workers 2          # full: synthetic mild + HAPT, 3 seeds, 15 epochs
-    python -m benchmarks.baselines --quick              # synthetic only, 2 seeds, 4 epochs
+    python -m benchmarks.archive_v0.baselines --workers 2   # full: synthetic mild + HAPT, 3 seeds, 15 epochs
+    python -m benchmarks.archive_v0.baselines --quick       # synthetic only, 2 seeds, 4 epochs
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from agents.heuristic import V0_HEURISTIC
 from benchmarks.grid import Cell, run_grid
 from benchmarks.report import mean_std_table
+from mml_backbones.methods import METHODS
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -27,6 +29,11 @@ DATASETS = {
     "synthetic": {"options": {"preset": "mild"}, "modalities": ("strong", "weak")},
     "hapt": {"options": {}, "modalities": ("acc", "gyro")},
 }
+
+
+def method_fusion(method: str) -> str:
+    """The fusion ``method`` recommends (its paper's prediction: late for MIE and MLA; else concat)."""
+    return METHODS.get(method).method_class().recommended_fusion or "concat"
 
 
 def cells(datasets: list[str], seeds: int, epochs: int, methods: list[str]) -> list[Cell]:
@@ -40,13 +47,12 @@ def cells(datasets: list[str], seeds: int, epochs: int, methods: list[str]) -> l
                 for m in d["modalities"]:
                     out.append(Cell(group=f"{m} alone", method="joint", modalities=(m,), **common))
             for method in [m for m in methods if m != "alone"]:
-                if method == "mie+heuristic":
-                    late = {"model": {"fusion": "late"}}
-                    out.append(Cell(group=method, method="mie", sampler="heuristic", trainer=late, **common))
-                elif method in ("mie", "mla"):
-                    out.append(Cell(group=method, method=method, trainer={"model": {"fusion": "late"}}, **common))
-                else:
-                    out.append(Cell(group=method, method=method, **common))
+                # the first release's heuristic (gamma 1, free budget), written out: "heuristic" now means v1's
+                base, sampler = ("mie", V0_HEURISTIC) if method == "mie+heuristic" else (method, "uniform")
+                fusion = method_fusion(base)
+                # these rows were recorded naming a fusion only where it is not concat; the keys must stay theirs
+                trainer = {} if fusion == "concat" else {"model": {"fusion": fusion}}
+                out.append(Cell(group=method, method=base, sampler=sampler, trainer=trainer, **common))
     return out
 
 

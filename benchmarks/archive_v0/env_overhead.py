@@ -9,7 +9,7 @@ Three ways to run the same schedule (same data, seed, quantities, decision inter
 Each is repeated ``--repeats`` times, interleaved, and the median wall time is reported; the ratios
 env / fit and env / loop are the overhead figures (the issue's target: env / fit <= 1.05).
 
-    python -m benchmarks.env_overhead --repeats 5
+    python -m benchmarks.archive_v0.env_overhead --repeats 5
 """
 
 from __future__ import annotations

@@ -1,0 +1,7 @@
+"""``python -m benchmarks.tuning``."""
+
+import sys
+
+from benchmarks.tuning.cli import main
+
+sys.exit(main())
