@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -70,6 +72,11 @@ def test_a_generalist_trains_on_the_train_instances_and_is_scored_per_test_insta
     args += ["--env-option", f"instance_set={path}", "--eval-env-option", "sampling=round_robin"]
     assert main([*args, "--eval-episodes", "3", "--eval-freq", "12", "--out", str(out)]) == 0
     assert "selection seeds" in capsys.readouterr().out
+    # the selection environment's own options are part of the run's config: saved, and kept by a resume
+    assert json.loads((out / "train_config.json").read_text())["eval_env_kwargs"] == {"sampling": "round_robin"}
+    resume = ["train-policy", "--out", str(out), "--resume", "--no-progress"]
+    assert main([*resume, "--eval-env-option", "sampling=random"]) == 2
+    assert "eval_env_kwargs" in capsys.readouterr().err
     csv = tmp_path / "scores.csv"
     cmd = ["eval-policy", "--policy", str(out / "policy.zip"), "--instances", "test", "--instance-set", path]
     assert main([*cmd, "--seeds", "10000:2", "--csv", str(csv)]) == 0
@@ -96,3 +103,12 @@ def test_scoring_without_a_cache_says_how_to_make_one(tiny_set_data, write_set):
     with pytest.raises(DataFileNotFoundError, match="benchmarks.family_oracle"):
         load_oracles(write_set(tiny_set_data))
     assert load_instance_set(write_set(tiny_set_data)).names("test") == ["mine"]
+
+
+def test_batched_training_refuses_an_instance_family(tiny_set_data, write_set, tmp_path, capsys):
+    """The batched environment trains the runs of one world in lockstep; a family's runs differ in data and schedule."""
+    args = ["train-policy", "--env", "dus_env/DUS-Family-v1", "--algo", "sac", "--timesteps", "8", "--no-progress"]
+    args += ["--env-option", f"instance_set={write_set(tiny_set_data)}", "--vec", "batched", "--n-envs", "2"]
+    assert main([*args, "--eval-episodes", "0", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "--vec batched" in err and "--vec subproc" in err and len(err.strip().splitlines()) == 1

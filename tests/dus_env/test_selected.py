@@ -1,10 +1,13 @@
 """The score downstream training keeps: episodes are scored by the epoch ``fit`` selects, not the last one."""
 
+import json
+
 import gymnasium as gym
 import numpy as np
 import pytest
 
 import dus_env  # noqa: F401 - registers the ids
+from mml_backbones.config import replace
 from mml_backbones.observation import CONTEXT_FEATURES, VALIDATION_FEATURES, feature_bounds
 from mml_backbones.trainer import Trainer
 
@@ -101,3 +104,10 @@ def test_fit_gives_a_sampler_the_same_validation_context_and_resumes_it(tmp_path
     np.testing.assert_array_equal(
         again.observation().vector(CONTEXT_FEATURES), t.observation().vector(CONTEXT_FEATURES)
     )
+    # the context is plain data in a checkpoint, so a resume reads it without unpickling (mml_backbones.safe_files)
+    json.dumps(state)
+    run = tmp_path / "run"
+    Trainer(replace(config, epochs=2), splits=env.splits).fit(sampler, run_dir=run, progress=False)
+    resumed = Trainer(replace(config, epochs=3), splits=env.splits)
+    resumed.fit(sampler, run_dir=run, resume=True, progress=False)  # extends the run from its epoch-2 checkpoint
+    assert resumed.controller.validation is not None and resumed.controller.validation.epoch == 3
