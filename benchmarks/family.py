@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     )
     from agents.oracle import load_oracles
     from agents.policy_sampler import PolicySampler
+    from benchmarks.report import publish
     from dus_env.family import load_instance_set
     from dus_env.seeds import parse_seed_span
     from mml_backbones.run_dir import CsvLog
@@ -90,19 +91,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         if c not in ("instance", "split", "sampler"):
             df[c] = pd.to_numeric(df[c])
     scores = instance_scores(df, oracles)
-    text = (
+    publish(
+        args.md,
         f"Instance set {args.set!r}, {args.split} instances, evaluation seeds {seeds[0]}..{seeds[-1]}; kept epoch's "
         f"validation score paired against uniform (points). Best train constant: {'/'.join(map(str, best))} "
-        f"(mean gain {best_gain:+.2f} over the train instances' gate seeds).\n\n"
-        + scores.round(2).to_markdown(index=False)
-        + "\n\nSummary over instances:\n\n"
-        + summary(scores).round(2).to_markdown()
-        + "\n\nMean quantities by modality position:\n\n"
-        + allocations(df).to_markdown()
-        + "\n"
+        f"(mean gain {best_gain:+.2f} over the train instances' gate seeds).",
+        scores.round(2).to_markdown(index=False),
+        "Summary over instances:",
+        summary(scores).round(2).to_markdown(),
+        "Mean quantities by modality position:",
+        allocations(df).to_markdown(),
     )
-    Path(args.md).write_text(text)
-    print(text)
     return scores
 
 

@@ -159,6 +159,7 @@ def accuracy_table(df: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Collect the observations, fit and score the classifiers, write the table."""
     from agents.oracle import load_oracles
+    from benchmarks.report import publish
     from dus_env.seeds import TRAIN_SEED_RANGE
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -174,14 +175,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     labels = {k: o.direction for k, o in oracles.items() if o.split == "train"}
     table = accuracy_table(df, labels)
     counts = pd.Series(labels).value_counts().to_dict()
-    text = (
+    publish(
+        args.md,
         f"Oracle direction of the {len(labels)} train instances of {args.set!r}: {counts}. Leave-one-instance-out "
-        f"accuracy, {args.seeds} training seeds per instance ({seeds[0]}..{seeds[-1]}):\n\n"
-        + table.round(3).to_markdown(index=False)
-        + "\n"
+        f"accuracy, {args.seeds} training seeds per instance ({seeds[0]}..{seeds[-1]}):",
+        table.round(3).to_markdown(index=False),
     )
-    Path(args.md).write_text(text)
-    print(text)
     return table
 
 

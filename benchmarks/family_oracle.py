@@ -62,6 +62,7 @@ def timing_table(df: pd.DataFrame) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> None:
     """Compute, cache and report the oracles of a set."""
     from agents.oracle import oracle_table, oracles_of, write_oracles
+    from benchmarks.report import publish
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--set", default="two_modal", help="a shipped instance set's name or a .json path")
@@ -74,10 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     oracles = oracles_of(df, args.set)
     cache = write_oracles(oracles, args.set)
     table = oracle_table(oracles).join(timing_table(df))
-    text = f"Oracles of instance set {args.set!r} ({args.seeds} gate seeds each; cache: {cache.name})\n\n"
-    text += table.to_markdown() + "\n"
-    Path(args.md).write_text(text)
-    print(text)
+    publish(
+        args.md,
+        f"Oracles of instance set {args.set!r} ({args.seeds} gate seeds each; cache: {cache.name})",
+        table.to_markdown(),
+    )
 
 
 if __name__ == "__main__":
