@@ -53,11 +53,6 @@ def validation_metrics(trainer: Trainer, max_samples: int | None, run: int = 0) 
     return _metrics(trainer, pred, run)
 
 
-def validation_metrics_each(trainer: Trainer, max_samples: int | None) -> list[Metrics]:
-    """``validation_metrics`` of every run of the core (one vectorised pass where the core vectorises)."""
-    return [_metrics(trainer, pred, k) for k, pred in enumerate(trainer.predict_each("val", max_samples))]
-
-
 def _metrics(trainer: Trainer, pred: Predictions, run: int) -> Metrics:
     out = trainer.metrics_of(pred, accuracy_only=True, run=run)
     p = trainer.runs[run].method.fused_scores(pred)[np.arange(len(pred.labels)), pred.labels]
