@@ -18,7 +18,13 @@ from mml_backbones.config import parse_options
 #: what dus train-policy writes in its run directory (``--overwrite`` removes these and nothing else)
 POLICY_RUN_FILES = ("train_config.json", "policy.zip", "best", "checkpoints", "eval", "logs", "timing.json", "plots")
 #: the short flags of dus train-policy, beside the ones derived from PolicyTrainingConfig
-POLICY_ALIASES = {"env_id": ["--env"], "env_kwargs": ["--env-option"], "hyperparams": ["--hyper"], "vec_env": ["--vec"]}
+POLICY_ALIASES = {
+    "env_id": ["--env"],
+    "env_kwargs": ["--env-option"],
+    "hyperparams": ["--hyper"],
+    "vec_env": ["--vec"],
+    "eval_env_kwargs": ["--eval-env-option"],
+}
 
 
 def register_commands(sub: Any) -> None:
@@ -53,14 +59,27 @@ def register_commands(sub: Any) -> None:
     )
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig / TrainerConfig field")
     p.add_argument("--csv", help="write one row per (sampler, seed) here")
+    p.add_argument(
+        "--instances",
+        choices=["train", "test"],
+        help="score on every instance of this split of an instance set, paired per instance, beside the cached "
+        "oracle share (agents.family_eval)",
+    )
+    p.add_argument("--instance-set", default="two_modal", help="with --instances: a shipped set's name or a .json")
     p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_policy)
 
     p = sub.add_parser("headroom", help="is there a sampler that beats uniform in this world? (the headroom gate)")
     p.add_argument("env", help="environment id, e.g. dus_env/DUS-v1")
-    p.add_argument("--seeds", type=int, default=8, help="held-out environment seeds (paired)")
+    p.add_argument("--seeds", type=int, default=8, help="gate seeds 40000... (paired; apart from evaluation seeds)")
     p.add_argument("--csv", help="append episodes here as they finish; a re-run resumes (default: none kept)")
+    p.add_argument(
+        "--probes",
+        default="full",
+        choices=["full", "core"],
+        help="full: every probe; core: uniform, the constant shares and the heuristic (gamma 2), as an oracle",
+    )
     p.add_argument("--env-option", action="append", metavar="KEY=VALUE", help="DUSEnvConfig / TrainerConfig field")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_headroom)
@@ -87,7 +106,14 @@ def cmd_headroom(args: argparse.Namespace) -> int:
     """dus headroom."""
     from agents.headroom import format_gate, gate_table, run_gate
 
-    df = run_gate(args.env, args.seeds, args.csv, progress=not args.no_progress, **parse_options(args.env_option))
+    df = run_gate(
+        args.env,
+        args.seeds,
+        args.csv,
+        args.probes,
+        progress=not args.no_progress,
+        **parse_options(args.env_option),
+    )
     print(format_gate(gate_table(df), args.env))
     return 0
 
@@ -193,11 +219,13 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     from mml_backbones.samplers import make_sampler
 
     seeds = eval_seed_list(args.episodes, args.seeds)  # a bad value fails before anything is loaded
-    seen = sorted({p for p in map(purpose_of, seeds) if p in ("train", "selection")})
+    seen = sorted({p for p in map(purpose_of, seeds) if p in ("train", "selection", "gate")})
     if seen:  # allowed (anyone may choose), but such scores are not held-out
         print(f"note: these seeds are in the {' and '.join(seen)} range(s) of dus_env.seeds", file=sys.stderr)
     policy = PolicySampler(args.policy, trust_file=args.trust_file)
     name = policy.metadata["algo"]
+    if args.instances:
+        return eval_on_instances(args, policy, seeds)
     env_id = args.env or policy.metadata["env_id"]
     env = gym.make(env_id, **parse_options(args.env_option)).unwrapped
     policy.check_modalities(env.modalities)  # before any baseline is played
@@ -221,6 +249,39 @@ def cmd_eval_policy(args: argparse.Namespace) -> int:
     span = f"seeds {seeds[0]}..{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) else f"seeds {seeds}"
     print(f"{env_id}: {len(seeds)} episodes per sampler ({span})")
     print(table.join(means).to_string())
+    return 0
+
+
+def eval_on_instances(args: argparse.Namespace, policy: Any, seeds: list[int]) -> int:
+    """dus eval-policy --instances SPLIT: per instance, the policy and the baselines paired against uniform."""
+    from agents.family_eval import evaluate_instances, instance_scores, summary
+    from agents.oracle import load_oracles
+    from mml_backbones.errors import DataFileNotFoundError
+
+    try:
+        oracles = load_oracles(args.instance_set)
+    except DataFileNotFoundError as e:
+        print(f"note: {e}; scoring without the oracle", file=sys.stderr)
+        oracles = None
+    # uniform is always played (the pairing); "heuristic" is v1's, the one the oracles are compared with
+    samplers: dict[str, Any] = {s: s for s in split_samplers(args.compare) if s != "uniform"}
+    samplers[policy.metadata["algo"]] = policy
+    df = evaluate_instances(
+        samplers,
+        args.instance_set,
+        args.instances,
+        seeds,
+        oracles,
+        progress=not args.no_progress,
+        **parse_options(args.env_option),
+    )
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    scores = instance_scores(df, oracles)
+    span = f"{len(seeds)} seeds each ({seeds[0]}..{seeds[-1]})"
+    print(f"{args.instance_set}, {args.instances} instances, {span}: kept epoch's validation score vs uniform (points)")
+    print(scores.round(2).to_string(index=False))
+    print(summary(scores).round(2).to_string())
     return 0
 
 

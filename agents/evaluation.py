@@ -33,6 +33,8 @@ class Episode:
         quantities: per step, the quantities used (list of dicts).
         cumulative: per step, S_t(m) after the step (list of dicts).
         final_reference_val_acc: the uniform reference run's final validation accuracy (None without it).
+        selected_val: the validation score of the epoch ``fit`` would keep (the episode's score since issue 18).
+        selected_epoch: that epoch.
     """
 
     seed: int
@@ -41,6 +43,8 @@ class Episode:
     quantities: list[dict[str, int]]
     cumulative: list[dict[str, float]]
     final_reference_val_acc: float | None = None
+    selected_val: float = float("nan")
+    selected_epoch: int = 0
 
 
 def run_episode(env: DUSEnv, sampler: Sampler, seed: int) -> Episode:
@@ -54,7 +58,8 @@ def run_episode(env: DUSEnv, sampler: Sampler, seed: int) -> Episode:
         cumulative.append(info["cumulative"])
         if terminated or truncated:
             ref = info.get("reference/val/fused_acc")
-            return Episode(seed, ret, info["val/fused_acc"], quantities, cumulative, ref)
+            selected, epoch = info["val/selected"], int(info["val/selected_epoch"])
+            return Episode(seed, ret, info["val/fused_acc"], quantities, cumulative, ref, selected, epoch)
 
 
 def evaluate_in_env(

@@ -27,6 +27,8 @@ class PolicyTrainingConfig:
         checkpoint_freq: environment steps between checkpoints (None: 4 per run).
         vec_env: how the environments run: auto (subprocesses when n_envs > 1), dummy (in turn in this process),
             subproc, or batched (in lockstep in this process on stacked parameters, dus_env.batched).
+        eval_env_kwargs: overrides of env_kwargs for the selection environment only, e.g. sampling=round_robin so
+            that an instance family's selection plays every train instance.
     """
 
     env_id: str = "dus_env/DUS-v1"
@@ -40,3 +42,4 @@ class PolicyTrainingConfig:
     eval_freq: int | None = None
     checkpoint_freq: int | None = None
     vec_env: Literal["auto", "dummy", "subproc", "batched"] = "auto"
+    eval_env_kwargs: dict[str, Any] = field(default_factory=dict)

@@ -188,6 +188,7 @@ def train_policy(
     resume: bool = False,
     verbose: int = 0,
     trust_file: bool = False,
+    eval_env_kwargs: dict[str, Any] | None = None,
 ) -> TrainedPolicy:
     """Train a sampling policy with SB3 ``algo`` for ``timesteps`` environment steps.
 
@@ -210,11 +211,14 @@ def train_policy(
         checkpoint_freq: environment steps between checkpoints (default: 4 times per run).
         progress_bar: show SB3's progress bar.
         vec_env: "auto" (SubprocVecEnv when n_envs > 1), "dummy", "subproc" or "batched" (agents.vec: the n_envs
-            runs trained in lockstep in one process on the training core's run axis; every environment id).
+            runs trained in lockstep in one process on the training core's run axis; every world's id, not an
+            instance family's).
         resume: continue from the latest checkpoint in ``out_dir`` (none there is a ConfigError), read without
             unpickling (``agents.policy_io.load_algorithm``, rebuilt with this run's hyper-parameters).
         verbose: SB3 verbosity.
         trust_file: with ``resume``, load the checkpoint with SB3's full loader, which unpickles it (logged).
+        eval_env_kwargs: overrides of ``env_kwargs`` for the selection environment only, e.g.
+            ``{"sampling": "round_robin"}`` so that an instance family's selection plays every train instance.
     """
     spec = algo_spec(algo)
     out = Path(out_dir)
@@ -271,6 +275,7 @@ def train_policy(
                     "eval_freq": eval_freq,
                     "checkpoint_freq": checkpoint_freq,
                     "vec_env": vec_env,
+                    "eval_env_kwargs": dict(eval_env_kwargs or {}),
                     "episode_length": length,
                 },
                 indent=2,
@@ -292,7 +297,8 @@ def train_policy(
         eval_cb = None
         if eval_episodes > 0:
             # selection seeds, not eval seeds: a checkpoint picked on the seeds that score it would be flattered
-            eval_env = DummyVecEnv([partial(make_env, env_id, env_kwargs, selection_seeds(eval_episodes))])
+            eval_kwargs = {**env_kwargs, **(eval_env_kwargs or {})}
+            eval_env = DummyVecEnv([partial(make_env, env_id, eval_kwargs, selection_seeds(eval_episodes))])
             eval_cb = EvalCallback(
                 eval_env,
                 n_eval_episodes=eval_episodes,

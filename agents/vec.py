@@ -18,6 +18,7 @@ import numpy as np
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from dus_env.batched import BatchedDUSEnv
+from mml_backbones.errors import ConfigError
 
 
 class BatchedVecEnv(VecEnv):
@@ -79,6 +80,11 @@ class BatchedVecEnv(VecEnv):
 def batched_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEnv:
     """A monitored BatchedVecEnv of ``n_envs`` members of ``env_id`` (any registered id: every method and model)."""
     spec = gym.spec(env_id)
+    if spec.vector_entry_point != "dus_env.batched:make_batched":  # e.g. an instance family: runs of many shapes
+        raise ConfigError(
+            f"--vec batched trains the runs of one DUS world in lockstep; {env_id} has no batched form "
+            "(an instance family's runs differ in data and schedule): use --vec subproc or --vec dummy"
+        )
     env = BatchedDUSEnv(n_envs, **{**spec.kwargs, **env_kwargs})
     venv = VecMonitor(BatchedVecEnv(env))  # the episode returns and lengths SB3 logs
     venv.seed(seed)

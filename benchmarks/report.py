@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pandas as pd
 
 from agents.evaluation import paired_difference
 
-__all__ = ["mean_std_table", "paired_difference", "pm"]
+__all__ = ["mean_std_table", "paired_difference", "pm", "publish"]
+
+
+def publish(path: str | Path, *parts: str) -> str:
+    """Write a report (``parts``, e.g. a heading line and markdown tables, a blank line apart) and print it."""
+    text = "\n\n".join(parts) + "\n"
+    Path(path).write_text(text)
+    print(text)
+    return text
 
 
 def pm(values: pd.Series, scale: float = 100.0, digits: int = 2) -> str:

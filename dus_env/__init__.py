@@ -4,13 +4,21 @@ Importing the package registers the environment ids (``gymnasium.make(id, **over
 DUSEnvConfig field and any TrainerConfig field by name):
 
 v1, the papers' regime (SGD lr 1e-3, momentum 0.9, weight decay 1e-4; equal-budget actions; the paired reward
-against a uniform reference run, scored on the whole validation split; the observation that describes learning):
+against a uniform reference run, scored by the validation score of the epoch ``fit`` keeps on the whole
+validation split (``paired_selected_val``; ``reward="paired_val_acc"`` is the last-evaluation score the first v1
+tables used); the observation that describes learning):
 
     dus_env/DUS-v1            synthetic "mild" (strong + weak modality), joint, 12 epochs, a step every 47 iterations
     dus_env/DUS-Strong-v1     synthetic "strong" (stronger imbalance), the same schedule
     dus_env/DUS-ThreeModal-v1 synthetic "three_modal", the same schedule
     dus_env/DUS-HAPT-v1       UCI HAPT accelerometer + gyroscope, MLP encoders (needs the `data` extra)
     dus_env/DUS-Tiny-v1       a four-step synthetic episode for tests and smoke runs
+
+An instance family (``dus_env.family``, docs/instances.md): each episode is a training run drawn from an
+instance set's train or test split, with the validation context in the observation:
+
+    dus_env/DUS-Family-v1     gymnasium.make(id, instance_set="two_modal", split="train"|"test",
+                              sampling="random"|"round_robin", instance=NAME to replay one)
 
 v0, the first release (Adam 1e-3, 4 epochs, a free quantity per modality, delta_val_acc on a 1000-sample
 validation subset, the cumulative/ratio/progress observation), kept working and reproducible: DUS-v0,
@@ -25,7 +33,7 @@ from gymnasium.envs.registration import register, registry
 from dus_env.actions import ActionMapper
 from dus_env.config import DUSEnvConfig, make_config
 from dus_env.env import DUSEnv
-from mml_backbones.observation import DEFAULT_FEATURES, LEARNING_FEATURES
+from mml_backbones.observation import CONTEXT_FEATURES, DEFAULT_FEATURES, LEARNING_FEATURES
 
 #: the v0 release's settings, as flat overrides of DUSEnvConfig / TrainerConfig
 V0: dict[str, Any] = {
@@ -46,7 +54,7 @@ V1: dict[str, Any] = {
     "val_max_samples": None,
     "action_budget": "equal",
     "reference": True,
-    "reward": "paired_val_acc",
+    "reward": "paired_selected_val",
     "observation_features": LEARNING_FEATURES,
 }
 #: a four-step environment on 256 training samples, for tests and smoke runs (DUS-Tiny-v0 / -v1)
@@ -83,8 +91,19 @@ ENV_IDS: dict[str, dict[str, Any]] = {
     "dus_env/DUS-Tiny-v1": {**V1, **_synthetic("mild"), **TINY},
 }
 
-# gymnasium.make_vec(id, num_envs=K) trains the K runs batched in one process (dus_env.batched), falling back to
-# SyncVectorEnv with a warning outside the batched scope
+#: the v1 settings an instance family shares (the run itself, optimiser and schedule included, is the instance's)
+FAMILY_V1: dict[str, Any] = {
+    **{k: V1[k] for k in ("action_budget", "reference", "reward", "val_max_samples")},
+    "observation_features": CONTEXT_FEATURES,
+}
+FAMILY_IDS: dict[str, dict[str, Any]] = {
+    "dus_env/DUS-Family-v1": {**FAMILY_V1, "instance_set": "two_modal", "split": "train", "sampling": "random"},
+}
+for _id, _kwargs in FAMILY_IDS.items():
+    if _id not in registry:  # no vector entry point: gymnasium.make_vec gives a SyncVectorEnv of families
+        register(id=_id, entry_point="dus_env.family:DUSFamilyEnv", kwargs=_kwargs)
+
+# gymnasium.make_vec(id, num_envs=K) trains the K runs batched in one process (dus_env.batched)
 for _id, _kwargs in ENV_IDS.items():
     if _id not in registry:
         register(
@@ -94,4 +113,15 @@ for _id, _kwargs in ENV_IDS.items():
             kwargs=_kwargs,
         )
 
-__all__ = ["ENV_IDS", "TINY", "V0", "V1", "ActionMapper", "DUSEnv", "DUSEnvConfig", "make_config"]
+__all__ = [
+    "ENV_IDS",
+    "FAMILY_IDS",
+    "FAMILY_V1",
+    "TINY",
+    "V0",
+    "V1",
+    "ActionMapper",
+    "DUSEnv",
+    "DUSEnvConfig",
+    "make_config",
+]

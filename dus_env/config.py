@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from dus_env.actions import ActionBudget, ActionMapper, ActionScale, ActionType
 from dus_env.rewards import NEEDS_REFERENCE, REWARDS
 from dus_env.seeds import TRAIN_SEED_RANGE
@@ -61,7 +63,7 @@ class DUSEnvConfig:
     action_scale: ActionScale = "log"
     action_bins: int = 5
     action_temperature: float = 2.0
-    reward: str = "paired_val_acc"
+    reward: str = "paired_selected_val"
     reference: bool = True
     reward_scale: float = 100.0
     balance_weight: float = 1.0
@@ -88,6 +90,13 @@ class DUSEnvConfig:
             self.action_bins,
             self.action_temperature,
         )
+
+    def episode_seed(self, seed: int | None, first_reset: bool, rng: np.random.Generator) -> int:
+        """An episode's training seed: ``seed`` if given, else ``seed`` of this config at the environment's first
+        reset, else one drawn from ``rng`` (the environment's np_random) in ``train_seed_range``."""
+        if seed is not None:
+            return int(seed)
+        return self.seed if first_reset else int(rng.integers(*self.train_seed_range))
 
     def trainer_config(self, seed: int) -> TrainerConfig:
         """The TrainerConfig of the episode whose training seed is ``seed``."""

@@ -63,17 +63,27 @@ class DUSEnv(gym.Env):
     | loss       | M       | mean unimodal training cross-entropy over the last step (nats)   | [0, 5]  |
     | allocation | M       | the last action's quantities as shares n_m / sum n               | [0, 1]  |
     | progress   | 1       | iterations done / iterations in the episode                      | [0, 1]  |
+    | val_acc    | M       | each head's validation accuracy at the latest epoch end          | [0, 1]  |
+    | val_gap    | M       | each head's training score minus its validation true-class prob. | [-1, 1] |
+    | val_score  | 1       | the validation score (selection metric) at the latest epoch end  | [0, 1]  |
+    | val_drop   | 1       | the best validation score so far minus the latest                | [0, 1]  |
 
-    speed and loss are 0 until the steps they need have run. See ``mml_backbones.observation``. The observation
-    does not name the dataset, so a policy runs on any dataset with the same M.
+    speed and loss are 0 until the steps they need have run; the val_* features (the validation context,
+    DUS-Family-v1's observation) are 0 until the first epoch end. See ``mml_backbones.observation``. The
+    observation does not name the dataset, so a policy runs on any dataset with the same M.
 
     ## Rewards
 
-    ``paired_val_acc`` (v1 default): with ``reference=True`` the environment advances, beside the agent's run, a
-    reference run with the uniform equal-budget quantities (B each) from the same TrainerConfig and seed, so the
-    same initial weights and data order (common random numbers). The reward is 100 x the change over the step of
-    (agent's fused validation accuracy - the reference's): the return is the final advantage over uniform in
-    percentage points, and the uniform action earns exactly 0 at every step. ``paired_val_loss``: the same with
+    ``paired_selected_val`` (v1 default): with ``reference=True`` the environment advances, beside the agent's
+    run, a reference run with the uniform equal-budget quantities (B each) from the same TrainerConfig and seed,
+    so the same initial weights and data order (common random numbers). Each run is scored by the validation
+    score of the epoch ``fit`` would keep (the best so far over completed epoch ends, by ``selection_metric``,
+    on the validation rows ``val_max_samples`` names: the whole split in v1), not the last epoch's. The reward is
+    100 x the change over the step of (agent's kept score - the reference's): the return is the difference of
+    the two runs' ``Trainer.fit(...).val[selection_metric]`` in percentage points, and the uniform action earns
+    exactly 0 at every step. ``selected_val``: 100 x the change of the agent's kept score (no reference run).
+    ``paired_val_acc`` (v1's default before the kept score): the same pairing with the last evaluation's fused
+    validation accuracy, kept to reproduce the tables made with it. ``paired_val_loss``: the same with
     minus the fused validation cross-entropy. ``delta_val_acc`` (v0 default): 100 x the change of fused
     validation accuracy since the previous step, so the return is the accuracy gained. ``final_val_acc``: 100 x
     the final validation accuracy at the last step, 0 before. ``balance``: ``delta_val_acc`` minus
@@ -95,21 +105,24 @@ class DUSEnv(gym.Env):
 
     ## Info
 
-    ``val/fused_acc``, ``val/fused_loss`` (cross-entropy) and ``val/acc/<m>`` (unimodal heads); with the
-    reference run the same as ``reference/val/...`` (e.g. ``reference/val/fused_acc``); ``quantities``,
+    ``val/fused_acc``, ``val/fused_loss`` (cross-entropy) and ``val/acc/<m>`` (unimodal heads) now,
+    ``val/selected`` (the kept epoch's score, see Rewards) and ``val/selected_epoch`` (0 before the first epoch
+    end); with the reference run the same as ``reference/val/...`` (e.g. ``reference/val/selected``); ``quantities``,
     ``samples`` (consumed so far), ``cumulative`` and ``last`` (raw statistics), ``iteration``, ``epoch``,
     ``train_seed``, ``train_losses``.
 
     ## Arguments
 
-    ``DUSEnv(config=None, **overrides)``: any field of ``DUSEnvConfig`` (``reward``, ``reference``, the action
-    settings, ...) and any TrainerConfig field as a keyword, e.g.
+    ``DUSEnv(config=None, splits=None, **overrides)``: any field of ``DUSEnvConfig`` (``reward``, ``reference``,
+    the action settings, ...) and any TrainerConfig field as a keyword, e.g.
     ``gymnasium.make("dus_env/DUS-v1", reward="paired_val_loss", decision_interval=50)`` or
     ``gymnasium.make("dus_env/DUS-v1", reference=False, reward="delta_val_acc")`` (no reference run: half the
-    compute).
+    compute). ``splits``: the dataset already loaded from the same options (an instance family shares its loads).
 
     ## Version History
 
+    * v1 (issue 18): the default reward is ``paired_selected_val``, scored on the epoch ``fit`` keeps; the v1
+      tables made before it used ``paired_val_acc`` (last evaluation), still available by name.
     * v1: the papers' regime (SGD lr 1e-3, momentum 0.9, weight decay 1e-4, 12 epochs), equal-budget actions
       (the action reallocates M x B), the paired reward against the uniform reference run, the observation that
       describes learning (speed, loss, allocation), rewards on the whole validation split.
@@ -119,11 +132,17 @@ class DUSEnv(gym.Env):
 
     metadata = {"render_modes": []}  # noqa: RUF012 - the Gymnasium convention is a class-level dict
 
-    def __init__(self, config: DUSEnvConfig | dict[str, Any] | None = None, **overrides: Any) -> None:
+    def __init__(
+        self,
+        config: DUSEnvConfig | dict[str, Any] | None = None,
+        splits: DatasetSplits | None = None,
+        **overrides: Any,
+    ) -> None:
         super().__init__()
         self.config = make_config(config, **overrides)
         t = self.config.trainer
-        splits = load_dataset(t.dataset, **t.dataset_options)
+        # splits: the dataset already loaded from the same options (an instance family shares its loads)
+        splits = splits if splits is not None else load_dataset(t.dataset, **t.dataset_options)
         self.splits: DatasetSplits = splits.select_modalities(t.modalities) if t.modalities else splits
         self.modalities = self.splits.modality_names
         #: the episode path shared with the batched environment (one member here, each run exactly as alone)
@@ -137,12 +156,7 @@ class DUSEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Start a new training run; its seed is ``seed`` or one drawn from the environment's RNG."""
         super().reset(seed=seed)
-        if seed is not None:
-            train_seed = int(seed)
-        elif self._first_reset:
-            train_seed = self.config.seed
-        else:
-            train_seed = int(self.np_random.integers(*self.config.train_seed_range))
+        train_seed = self.config.episode_seed(seed, self._first_reset, self.np_random)
         self._first_reset = False
         obs, infos = self.episodes.begin([train_seed])
         return obs[0], infos[0]

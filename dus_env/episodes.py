@@ -16,6 +16,14 @@ Vectorising. With ``vectorise=True`` the core trains its runs at once where it c
 the batched environment's default. One environment runs them one by one, each exactly as a run alone, so its
 numbers are those of separate Trainer runs to the last bit.
 
+The kept epoch's score. Every run of the core (agents and uncached references) holds an
+``mml_backbones.selection.EpochSelection``, the rule ``fit`` keeps its weights with: at every epoch end (an epoch
+callback of the core, inside a step or at its end alike) the runs are validated in one pass and each keeps its best
+score so far; the validation context of the observation's ``val_*`` features is recorded then too. Each member's
+metrics carry ``selected``, that kept score (the score at reset before the first epoch end), and
+``selected_epoch``; the ``*_selected_*`` rewards are built on them, so their return is what ``fit`` of the same run
+reports. At an epoch end that is also a step end the epoch's validation pass serves both.
+
 The reference reads the training and validation splits only; so does everything here.
 """
 
@@ -33,6 +41,7 @@ from mml_backbones.config import to_dict
 from mml_backbones.data.dataset import DatasetSplits
 from mml_backbones.methods import Predictions
 from mml_backbones.quantities import Quantities
+from mml_backbones.selection import EpochSelection
 from mml_backbones.trainer import Trainer
 
 Metrics = dict[str, float]
@@ -42,11 +51,6 @@ def validation_metrics(trainer: Trainer, max_samples: int | None, run: int = 0) 
     """Run ``run``'s fused and per-head validation accuracies and fused validation cross-entropy (``fused_loss``)."""
     pred, _ = trainer.predict("val", max_samples=max_samples, run=run)
     return _metrics(trainer, pred, run)
-
-
-def validation_metrics_each(trainer: Trainer, max_samples: int | None) -> list[Metrics]:
-    """``validation_metrics`` of every run of the core (one vectorised pass where the core vectorises)."""
-    return [_metrics(trainer, pred, k) for k, pred in enumerate(trainer.predict_each("val", max_samples))]
 
 
 def _metrics(trainer: Trainer, pred: Predictions, run: int) -> Metrics:
@@ -86,6 +90,9 @@ class Episodes:
         self._ref_curves: list[list[Metrics]] = []
         self._ref_run: list[int | None] = []  # member -> the core's run index of its reference (None: cached)
         self._step = 0
+        self._selections: list[EpochSelection] = []  # per run of the core: the epoch fit would keep
+        self._initial: list[float] = []  # per run of the core: the selection metric's score at reset
+        self._epoch_predictions: tuple[int, list[Predictions]] | None = None  # (iteration, each run's) at an epoch end
 
     @property
     def num_members(self) -> int:
@@ -118,6 +125,9 @@ class Episodes:
                     runs.append(c)
                     self.reference_runs_trained += 1
         self.trainer = Trainer(runs, splits=self.splits, vectorise=self.vectorise)
+        self._selections = [EpochSelection() for _ in runs]
+        self._initial, self._epoch_predictions = [], None
+        self.trainer.epoch_callbacks.append(self._on_epoch_end)
         self._step = 0
         self._validate()
         return self._observations(), self._infos(None, None)
@@ -171,11 +181,33 @@ class Episodes:
             raise RuntimeError("the episode has ended; call reset()")
         return self.trainer
 
+    def _on_epoch_end(self, core: Trainer) -> None:
+        """Every run's epoch-end validation (one pass): its kept score and its observation's validation context."""
+        predictions = core.predict_each("val", self.config.trainer.val_max_samples)
+        for k, (selection, pred) in enumerate(zip(self._selections, predictions)):
+            selection(core, run=k, predictions=pred)
+        self._epoch_predictions = (core.iteration, predictions)
+
     def _validate(self) -> None:
         """The members' validation metrics, and their references' (trained now or read from the cache)."""
         t = self.trainer
         assert t is not None
-        metrics = validation_metrics_each(t, self.config.trainer.val_max_samples)
+        cached = self._epoch_predictions
+        if cached is not None and cached[0] == t.iteration:  # a step that ends an epoch: its pass serves both
+            predictions = cached[1]
+        else:
+            predictions = t.predict_each("val", self.config.trainer.val_max_samples)
+        metrics = [_metrics(t, pred, k) for k, pred in enumerate(predictions)]
+        if not self._initial:  # at reset: the score each kept score starts from
+            name = self.config.trainer.selection_metric
+            self._initial = [
+                m[name] if name in m else float(t.metrics_of(pred, run=k)[name])
+                for k, (m, pred) in enumerate(zip(metrics, predictions))
+            ]
+        for m, selection, initial in zip(metrics, self._selections, self._initial):
+            kept = selection.kept_score
+            m["selected"] = initial if kept is None else kept
+            m["selected_epoch"] = float(selection.best_epoch)
         self._val = metrics[: self.num_members]
         if not self.config.reference:
             self._ref_val = None

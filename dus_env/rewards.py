@@ -1,5 +1,15 @@
 """Reward functions of the DUS environment; each is computed from validation metrics only (never the test split).
 
+The score a downstream run keeps. ``Trainer.fit`` keeps the weights of the epoch with the best validation score
+(the run's ``selection_metric``, best over completed epoch ends), not the last epoch's; where runs over-fit the
+two disagree. ``selected`` below is that kept score at each decision (``dus_env.episodes``), and the
+``*_selected_*`` rewards are built on it, so their return is the score ``fit`` reports for the same run.
+
+paired_selected_val (v1 default; needs ``reference=True``): scale * the change over the step of (agent's
+    selected score - the reference's selected score). The return is scale * (agent's selected validation score -
+    the uniform reference's), the difference of the two ``fit(...).val[selection_metric]`` of the same seed.
+    Before the first epoch end both are the equal score at reset, so the reward is 0 until then.
+selected_val: scale * the change of the agent's selected score (the return: selected score - the score at reset).
 delta_val_acc (v0 default): scale * (acc_t - acc_{t-1}), the change of fused validation accuracy between two
     decisions (acc_0 is measured at reset). An episode's return is scale * (final - initial accuracy), so the
     agent maximises the validation accuracy at the end of the schedule, with credit given as it comes.
@@ -8,8 +18,9 @@ final_val_acc: 0 until the last decision, then scale * final accuracy. The same 
 balance: delta_val_acc - balance_weight * spread_t, where spread_t is the max minus the min over modalities
     of S_t(m) / mean S_t: it still pays for accuracy but also for keeping the modalities' cumulative scores
     close, the DUS paper's rebalancing intuition made explicit.
-paired_val_acc (v1 default; needs the reference run, ``reference=True``): scale * the change over the step of
-    (agent's fused validation accuracy - the reference's). The reference is the uniform equal-budget run from
+paired_val_acc (v1's default until the selected score; needs ``reference=True``): scale * the change over the
+    step of (agent's fused validation accuracy - the reference's), the last evaluation's (kept under its name to
+    reproduce the tables and policies made with it). The reference is the uniform equal-budget run from
     the same initial weights and data order (common random numbers), so both start equal and the return is
     scale * (final accuracy - the reference's final accuracy): the advantage over uniform. The uniform
     action earns exactly 0 at every step; the luck of the seed (initial accuracy, data order) cancels.
@@ -44,6 +55,10 @@ class RewardInput:
         previous_reference_val_acc: the reference run's previous_val_acc.
         reference_val_loss: the reference run's val_loss.
         previous_reference_val_loss: the reference run's previous_val_loss.
+        selected: the validation score of the epoch ``fit`` would keep, after the step.
+        previous_selected: the same before it.
+        reference_selected: the reference run's selected.
+        previous_reference_selected: the reference run's previous_selected.
     """
 
     val_acc: float
@@ -58,6 +73,10 @@ class RewardInput:
     previous_reference_val_acc: float | None = None
     reference_val_loss: float | None = None
     previous_reference_val_loss: float | None = None
+    selected: float = float("nan")
+    previous_selected: float = float("nan")
+    reference_selected: float | None = None
+    previous_reference_selected: float | None = None
 
 
 Metrics = dict[str, float]
@@ -88,6 +107,10 @@ def compute_reward(
         previous_reference_val_acc=None if ref_before is None else ref_before["fused_acc"],
         reference_val_loss=None if ref is None else ref["fused_loss"],
         previous_reference_val_loss=None if ref_before is None else ref_before["fused_loss"],
+        selected=val.get("selected", float("nan")),
+        previous_selected=before.get("selected", float("nan")),
+        reference_selected=None if ref is None else ref.get("selected"),
+        previous_reference_selected=None if ref_before is None else ref_before.get("selected"),
     )
     return float(REWARDS.get(name)(x))
 
@@ -96,7 +119,7 @@ RewardFunction = Callable[[RewardInput], float]
 #: reward name -> function; add one with ``REWARDS.register("name", fn)``
 REWARDS: Registry[RewardFunction] = Registry("reward")
 #: rewards that compare with the reference run: the environment refuses them with ``reference=False``
-NEEDS_REFERENCE: set[str] = {"paired_val_acc", "paired_val_loss"}
+NEEDS_REFERENCE: set[str] = {"paired_val_acc", "paired_val_loss", "paired_selected_val"}
 
 
 @REWARDS.register("delta_val_acc")
@@ -137,3 +160,16 @@ def paired_val_loss(x: RewardInput) -> float:
     """scale x the change over the step of (reference's fused validation cross-entropy - agent's)."""
     ref, previous_ref = _reference(x, "reference_val_loss", "previous_reference_val_loss")
     return x.scale * ((ref - x.val_loss) - (previous_ref - x.previous_val_loss))
+
+
+@REWARDS.register("selected_val")
+def selected_val(x: RewardInput) -> float:
+    """scale x the change over the step of the validation score of the epoch ``fit`` would keep."""
+    return x.scale * (x.selected - x.previous_selected)
+
+
+@REWARDS.register("paired_selected_val")
+def paired_selected_val(x: RewardInput) -> float:
+    """scale x the change over the step of (agent's kept validation score - the reference run's)."""
+    ref, previous_ref = _reference(x, "reference_selected", "previous_reference_selected")
+    return x.scale * ((x.selected - ref) - (x.previous_selected - previous_ref))

@@ -2,14 +2,18 @@
 
     train       [0, 10_000)       seeds drawn by environment resets without a seed (DUSEnvConfig.train_seed_range):
                                   the runs a policy learns on
-    eval        [10_000, 20_000)  scoring policies and samplers in the environment: tables, ``dus eval-policy``,
-                                  ``dus headroom``
+    eval        [10_000, 20_000)  scoring policies and samplers in the environment: tables, ``dus eval-policy``
     downstream  [20_000, 30_000)  fresh ``Trainer.fit`` runs that report test accuracy (``dus demo``, benchmarks)
     selection   [30_000, 40_000)  the evaluation callback that picks the checkpoint kept during training
+    gate        [40_000, 50_000)  the headroom gate (``dus headroom``) and the instance oracles of an instance
+                                  family (``agents.oracle``: the gate's best constant share per instance)
     tuning      [50_000, 60_000)  hyper-parameter search trials (``dus tune``): trial slot k trains on seed 50_000 + k,
                                   scored on validation; the tuned configurations are then retrained on downstream seeds
 
 Selection is apart from eval: a checkpoint chosen on the seeds that then score it would be scored with a bias.
+The gate is apart from eval too: the best constant share (a policy's reference, and an instance's oracle) is
+chosen on the gate seeds, then scored beside the policies on the evaluation seeds. (Until issue 18 the gate ran
+on the evaluation seeds 10000...; those tables say so.)
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ SEED_RANGES: dict[str, tuple[int, int]] = {
     "eval": (10_000, 20_000),
     "downstream": (20_000, 30_000),
     "selection": (30_000, 40_000),
+    "gate": (40_000, 50_000),
     "tuning": (50_000, 60_000),
 }
 TRAIN_SEED_RANGE = SEED_RANGES["train"]
@@ -54,6 +59,11 @@ def downstream_seeds(n: int) -> list[int]:
 def selection_seeds(n: int) -> list[int]:
     """The first ``n`` seeds on which the training callback selects the checkpoint it keeps."""
     return seeds_for("selection", n)
+
+
+def gate_seeds(n: int) -> list[int]:
+    """The first ``n`` seeds of the headroom gate and of the instance oracles."""
+    return seeds_for("gate", n)
 
 
 def tuning_seeds(n: int) -> list[int]:

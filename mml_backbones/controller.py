@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mml_backbones.errors import ConfigError
-from mml_backbones.observation import DiscrepancyObservation
+from mml_backbones.observation import DiscrepancyObservation, ValidationContext
 from mml_backbones.quantities import Quantities, QuantityBounds, validate_quantities
 from mml_backbones.samplers import Sampler, make_sampler
 from mml_backbones.statistics import ModalityStatistics, StatisticsConfig
@@ -92,6 +92,8 @@ class DUSController:
         self.current: dict[str, int] | None = None
         #: iterations the current quantities still hold for; 0: the next quantities() decides
         self.decision_left = 0
+        #: the latest epoch-end validation (the observation's val_* features; None: none yet)
+        self.validation: ValidationContext | None = None
 
     # ------------------------------------------------------------------------------------------- decisions
     @property
@@ -127,7 +129,16 @@ class DUSController:
             speed=s.speed,
             loss=s.loss,
             allocation=allocation,
+            validation=self.validation,
         )
+
+    def record_validation(self, context: ValidationContext) -> None:
+        """Make ``context`` (an epoch-end validation) what the observation's val_* features read from now on.
+
+        ``fit`` and the environment do this at every epoch end (``mml_backbones.selection``); a user's own loop
+        that validates may call it too.
+        """
+        self.validation = context
 
     def validate(self, quantities: Quantities) -> dict[str, int]:
         """Check quantities against the modalities and max_quantity; return them as a dict of ints."""
@@ -221,6 +232,7 @@ class DUSController:
             "quantities": None if self.current is None else dict(self.current),
             "left": self.decision_left,
             "statistics": self.statistics.state_dict(),
+            "validation": None if self.validation is None else self.validation.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
@@ -235,6 +247,8 @@ class DUSController:
         self.current = None if q is None else {m: int(q[m]) for m in self.modalities}
         self.decision_left = int(state["left"])
         self.statistics.load_state_dict(state["statistics"])
+        v = state.get("validation")  # states written before the validation context existed have none
+        self.validation = None if v is None else ValidationContext.from_state(v)
 
     def __repr__(self) -> str:
         return (

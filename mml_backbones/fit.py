@@ -1,8 +1,9 @@
 """The run layer over the step-wise Trainer: a whole schedule, validation selection, the run directory, resume.
 
 ``fit(trainer, sampler)`` (also ``Trainer.fit``) calls the sampler at every decision point, evaluates on
-validation after every epoch, keeps the best epoch's weights, scores the test split once at the end (unless
-``validation_only``: a tuning trial never reads it), and,
+validation after every epoch, keeps the best epoch's weights (``mml_backbones.selection``, the rule the DUS
+environment scores episodes with), scores the test split once at the end (unless ``validation_only``: a tuning
+trial never reads it), and,
 given a run directory, writes config.json, metrics.csv, decisions.csv, checkpoints and final.json as it goes
 (see ``run_dir.py``); ``resume=True`` continues from the last checkpoint exactly. A run resumed with more epochs
 in its config than its checkpoint was written with is extended: it trains on to the new length (the optimiser
@@ -30,6 +31,7 @@ from mml_backbones.errors import DataError, DUSError, one_line
 from mml_backbones.methods import method_config
 from mml_backbones.run_dir import RESTART_HINT, RunDir
 from mml_backbones.samplers import Sampler, UniformSampler
+from mml_backbones.selection import EpochSelection
 
 if TYPE_CHECKING:
     from mml_backbones.core import TrainingCore as Trainer
@@ -93,6 +95,8 @@ class _Selection:
         self.history: list[dict[str, Any]] = []
         self.best: dict[str, Any] = {"score": -math.inf, "epoch": 0, "model": None}
         self.decisions_written = 0
+        #: the validation and best-epoch rule, shared with the environment's score
+        self.selection = EpochSelection()
 
     def resume(self, trust_file: bool = False) -> None:
         """Continue from the run directory's last checkpoint (``trust_file``: see ``RunDir.load_checkpoint``)."""
@@ -104,6 +108,7 @@ class _Selection:
             self.best, self.history = dict(ckpt["best"]), list(ckpt["history"])
             self.start -= float(ckpt["seconds"])
             self.decisions_written = int(ckpt["decisions_written"])
+            self.selection.restore(self.best["score"], self.best["epoch"])
         except DUSError:  # names the problem already (other settings, another format)
             raise
         except (KeyError, TypeError, AttributeError, ValueError, IndexError, RuntimeError) as e:  # data, wrong shape
@@ -126,19 +131,17 @@ class _Selection:
     def on_epoch_end(self, trainer: Trainer) -> None:
         """Validate, keep the best weights, write the epoch's row and the resume checkpoint."""
         t, out = trainer, self.out
-        val_pred, _ = t.predict("val", max_samples=t.config.val_max_samples)
-        selected = t.method.select_on_validation(val_pred)
-        val = t.metrics_of(val_pred)
+        ev = self.selection(t)
+        selected, val = ev.selected, ev.metrics
         row: dict[str, Any] = {"epoch": t.epoch, "iteration": t.iteration, "lr": t.current_lr()}
         row.update({f"train/{k}": v for k, v in t.pop_train_losses().items()})
         row.update({f"val/{k}": v for k, v in val.items()})
         row.update({f"S/{m}": float(s) for m, s in zip(t.modalities, t.statistics.cumulative)})
         row.update({f"samples/{m}": int(n) for m, n in zip(t.modalities, t.statistics.samples)})
         row["seconds"] = time.perf_counter() - self.start
-        score = val[t.config.selection_metric]
-        if score > self.best["score"]:
+        if ev.improved:
             model = copy.deepcopy(t.model.state_dict())
-            self.best = {"score": score, "epoch": t.epoch, "model": model}
+            self.best = {"score": ev.score, "epoch": t.epoch, "model": model}
             if out is not None:
                 out.save_checkpoint({"model": model, "epoch": t.epoch, "selected": selected}, out.best_checkpoint)
         self.history.append(row)

@@ -13,13 +13,24 @@ Features of the observation vector (``DiscrepancyObservation.vector``), M entrie
     allocation  the quantities in force as shares n_m / sum_k n_k (1/M before the first)     [0, 1]
     progress    iterations done / iterations in the schedule (1 entry)                       [0, 1]
 
+The validation context, read at the latest epoch end (``mml_backbones.selection.EpochSelection``: the same
+validation pass that picks the epoch ``fit`` keeps, so it costs nothing extra there); 0 until an epoch has ended:
+
+    val_acc     each head's validation accuracy                                              [0, 1]
+    val_gap     each head's training score (mean s_t over the last complete decision interval)
+                minus its mean true-class probability on validation: > 0 when it over-fits  [-1, 1]
+    val_score   the run's validation score by its selection metric (1 entry)                 [0, 1]
+    val_drop    the best validation score so far minus the latest (1 entry): > 0 once the
+                run has passed its best epoch, the over-fitting that ``fit`` selects away    [0, 1]
+
 speed and loss are 0 until the intervals they need are complete (see ``mml_backbones.statistics``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -41,11 +52,19 @@ FEATURES: dict[str, tuple[bool, float, float | str]] = {
     "loss": (True, 0.0, LOSS_MAX),  # mean unimodal training cross-entropy over the last interval
     "allocation": (True, 0.0, 1.0),  # quantities in force as shares
     "progress": (False, 0.0, 1.0),  # iterations done / iterations in the schedule
+    "val_acc": (True, 0.0, 1.0),  # each head's validation accuracy at the latest epoch end
+    "val_gap": (True, -1.0, 1.0),  # training score minus validation true-class probability, per head
+    "val_score": (False, 0.0, 1.0),  # validation score (selection metric) at the latest epoch end
+    "val_drop": (False, 0.0, 1.0),  # best validation score so far minus the latest
 }
 #: the v0 observation (the committed v0 policies were trained on it)
 DEFAULT_FEATURES = ("cumulative", "ratio", "progress")
 #: the v1 observation: the discrepancy plus how learning is going (DESIGN.md, "RL sampler")
 LEARNING_FEATURES = ("cumulative", "ratio", "speed", "loss", "allocation", "progress")
+#: the validation context (read at epoch ends), for runs whose best allocation depends on the run
+VALIDATION_FEATURES = ("val_acc", "val_gap", "val_score", "val_drop")
+#: the instance families' observation (DUS-Family-v1): how learning is going plus the validation context
+CONTEXT_FEATURES = (*LEARNING_FEATURES, *VALIDATION_FEATURES)
 
 
 def check_features(features: Sequence[str]) -> tuple[str, ...]:
@@ -87,6 +106,7 @@ class DiscrepancyObservation:
         speed: change of s_t(m) per iteration between the last two decision intervals (None: zeros).
         loss: mean unimodal training cross-entropy over the last decision interval (None: zeros).
         allocation: the quantities in force as shares n_m / sum_k n_k (None: 1/M each).
+        validation: the validation context at the latest epoch end (None: none yet, the features read 0).
     """
 
     modalities: tuple[str, ...]
@@ -99,6 +119,7 @@ class DiscrepancyObservation:
     speed: np.ndarray | None = None
     loss: np.ndarray | None = None
     allocation: np.ndarray | None = None
+    validation: ValidationContext | None = None
 
     def __post_init__(self) -> None:
         # observations built by hand (tests, other loops) without the learning features get neutral values
@@ -123,9 +144,65 @@ class DiscrepancyObservation:
         """The observation as a float32 vector, features concatenated in the given order and clipped to bounds."""
         parts = []
         for f in check_features(features):
-            value = self.progress if f == "progress" else getattr(self, f)
+            if f in VALIDATION_FEATURES:
+                value = self._validation_feature(f)
+            else:
+                value = self.progress if f == "progress" else getattr(self, f)
             if f == "speed":  # squashed: raw speeds are tiny and would barely move the policy's inputs
                 value = np.tanh(SPEED_SCALE * np.asarray(value, dtype=np.float64))
             parts.append(np.atleast_1d(np.asarray(value, dtype=np.float64)))
         low, high = feature_bounds(features, len(self.modalities))
         return np.clip(np.concatenate(parts), low, high).astype(np.float32)
+
+    def _validation_feature(self, name: str) -> np.ndarray | float:
+        v = self.validation
+        if v is None:
+            return np.zeros(len(self.modalities)) if FEATURES[name][0] else 0.0
+        if name == "val_acc":
+            return v.head_accuracy
+        if name == "val_gap":
+            return v.head_train_score - v.head_val_score
+        return v.score if name == "val_score" else v.best_score - v.score
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    """What the latest epoch-end validation of a run says, as the validation features read it.
+
+    Attributes:
+        epoch: the epoch that just ended.
+        head_accuracy: each unimodal head's validation accuracy.
+        head_val_score: each head's mean validation probability of the true class.
+        head_train_score: each head's mean training s_t over the last complete decision interval.
+        score: the run's validation score by its selection metric.
+        best_score: the best such score so far (the epoch ``fit`` keeps).
+    """
+
+    epoch: int
+    head_accuracy: np.ndarray
+    head_val_score: np.ndarray
+    head_train_score: np.ndarray
+    score: float
+    best_score: float
+
+    def state_dict(self) -> dict[str, Any]:
+        """The context as plain numbers and lists (what a checkpoint holds)."""
+        return {
+            "epoch": int(self.epoch),
+            "head_accuracy": np.asarray(self.head_accuracy, dtype=float).tolist(),
+            "head_val_score": np.asarray(self.head_val_score, dtype=float).tolist(),
+            "head_train_score": np.asarray(self.head_train_score, dtype=float).tolist(),
+            "score": float(self.score),
+            "best_score": float(self.best_score),
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> ValidationContext:
+        """The context ``state_dict()`` describes."""
+        heads = ("head_accuracy", "head_val_score", "head_train_score")
+        return cls(
+            epoch=int(state["epoch"]),
+            **{h: np.asarray(state[h], dtype=float) for h in heads},
+            score=float(state["score"]),
+            best_score=float(state["best_score"]),
+        )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 
@@ -39,3 +42,46 @@ def forbid_test_split():
 def tiny_config() -> TrainerConfig:
     """Two epochs of 16 iterations on a small synthetic preset."""
     return TrainerConfig(dataset="synthetic", dataset_options=dict(TINY), epochs=2, batch_size=32, decision_interval=4)
+
+
+@pytest.fixture
+def tiny_set_data(tmp_path) -> dict:
+    """A tiny instance set: three synthetic train instances (one with the weak modality first, one under Adam)
+    and a test instance on a user's own .npz (``mine.npz`` beside the set file, three classes)."""
+    rng = np.random.default_rng(0)
+    n = 120
+    np.savez(
+        tmp_path / "mine.npz",
+        labels=np.arange(n) % 3,
+        a=rng.normal(size=(n, 5)).astype(np.float32),
+        b=rng.normal(size=(n, 7)).astype(np.float32),
+    )
+    options = {"preset": "mild", "n_train": 128, "n_val": 64, "n_test": 64, "bayes_samples": 1000}
+    return {
+        "name": "tiny",
+        "defaults": {
+            "dataset": "synthetic",
+            "dataset_options": options,
+            "batch_size": 32,
+            "epochs": 2,
+            "decision_interval": 2,
+        },
+        "train": [
+            {"name": "s0", "dataset_options": {"structure_seed": 0}},
+            {"name": "s1-weak-first", "dataset_options": {"structure_seed": 1}, "modalities": ["weak", "strong"]},
+            {"name": "s2-adam", "dataset_options": {"structure_seed": 2}, "optim": {"name": "adam", "lr": 1e-3}},
+        ],
+        "test": [{"name": "mine", "dataset": "npz", "dataset_options": {"path": "mine.npz"}, "batch_size": 16}],
+    }
+
+
+@pytest.fixture
+def write_set(tmp_path):
+    """Writes an instance set's dict to ``tmp_path/<name>.json`` and returns the path."""
+
+    def write(data: dict) -> str:
+        path = tmp_path / f"{data['name']}.json"
+        path.write_text(json.dumps(data))
+        return str(path)
+
+    return write

@@ -14,7 +14,8 @@ as E[max_y p(y | x)] over fresh latent draws, with its standard error.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 import torch
@@ -225,8 +226,8 @@ def _estimate(values: np.ndarray) -> dict[str, float]:
     return {"accuracy": float(values.mean()), "stderr": float(values.std(ddof=1) / np.sqrt(len(values)))}
 
 
-def generate(spec: SyntheticSpec, seed: int = 0) -> DatasetSplits:
-    """Draw train/val/test splits from ``spec`` with sample seed ``seed``."""
+def generate(spec: SyntheticSpec, seed: int = 0, bayes_samples: int = BAYES_MC_SAMPLES) -> DatasetSplits:
+    """Draw train/val/test splits from ``spec`` with sample seed ``seed`` (Bayes accuracy from ``bayes_samples``)."""
     st = _structure(spec)
     class_names = tuple(f"class_{k}" for k in range(spec.num_classes))
     splits = {}
@@ -242,7 +243,9 @@ def generate(spec: SyntheticSpec, seed: int = 0) -> DatasetSplits:
         splits[split] = MultimodalDataset(mods, torch.from_numpy(labels), class_names, name=f"synthetic/{split}")
     info = {
         "description": spec.description,
-        **bayes_info(bayes_accuracy(spec), f"Monte Carlo, E[max_y p(y|x)] over {BAYES_MC_SAMPLES} latent draws"),
+        **bayes_info(
+            bayes_accuracy(spec, bayes_samples), f"Monte Carlo, E[max_y p(y|x)] over {bayes_samples} latent draws"
+        ),
         "spec": asdict(spec),
         "seed": seed,
     }
@@ -255,17 +258,78 @@ def load_synthetic(
     n_train: int | None = None,
     n_val: int | None = None,
     n_test: int | None = None,
-    spec: SyntheticSpec | None = None,
+    spec: SyntheticSpec | dict[str, Any] | None = None,
+    structure_seed: int | None = None,
+    modality_options: dict[str, dict[str, Any]] | None = None,
+    bayes_samples: int = BAYES_MC_SAMPLES,
 ) -> DatasetSplits:
-    """Load a synthetic preset (or a custom ``spec``), optionally resizing its splits."""
+    """Load a synthetic preset (or a custom ``spec``), optionally resized and varied.
+
+    Args:
+        preset: a name of ``PRESETS`` (ignored when ``spec`` is given).
+        seed: the sample seed (which points are drawn); the distribution stays the same.
+        n_train, n_val, n_test: split sizes replacing the spec's.
+        spec: a SyntheticSpec, or a dict of its fields (``modalities`` a list of dicts of SyntheticModality
+            fields), e.g. from a JSON instance file.
+        structure_seed: replaces the spec's: other class means and rotations, so another distribution with the
+            same strengths and sizes (what an unseen instance of a family varies).
+        modality_options: modality name -> SyntheticModality fields to replace, e.g.
+            ``{"weak": {"strength": 0.0}}`` (an uninformative modality).
+        bayes_samples: latent draws of the Monte-Carlo Bayes accuracy (fewer: a faster load, a wider error).
+    """
+    if int(bayes_samples) != bayes_samples or bayes_samples < 100:
+        raise ConfigError(f"synthetic bayes_samples must be an integer >= 100, got {bayes_samples!r}")
     if spec is None:
         if preset not in PRESETS:
             raise ConfigError(f"unknown synthetic preset {preset!r}; valid: {sorted(PRESETS)}")
-        spec = PRESETS[preset]
-    sizes = {k: v for k, v in {"n_train": n_train, "n_val": n_val, "n_test": n_test}.items() if v is not None}
-    splits = generate(replace(spec, **sizes) if sizes else spec, seed=seed)
-    splits.info["preset"] = preset if spec is PRESETS.get(preset) else "custom"
+        spec, custom = PRESETS[preset], False
+    else:
+        spec, custom = spec_from_dict(spec) if isinstance(spec, dict) else spec, True
+    changes: dict[str, Any] = {
+        k: v for k, v in {"n_train": n_train, "n_val": n_val, "n_test": n_test}.items() if v is not None
+    }
+    if structure_seed is not None:
+        changes["structure_seed"] = int(structure_seed)
+    if modality_options:
+        names = [m.name for m in spec.modalities]
+        unknown = sorted(set(modality_options) - set(names))
+        if unknown:
+            raise ConfigError(f"synthetic modality_options name unknown modality {unknown}; modalities: {names}")
+        changes["modalities"] = tuple(_replace_modality(m, modality_options.get(m.name, {})) for m in spec.modalities)
+    splits = generate(replace(spec, **changes) if changes else spec, seed=seed, bayes_samples=int(bayes_samples))
+    splits.info["preset"] = "custom" if custom or "modalities" in changes else preset
     return splits
+
+
+def spec_from_dict(data: dict[str, Any]) -> SyntheticSpec:
+    """A SyntheticSpec from a dict of its fields (``modalities``: a list of dicts of SyntheticModality fields)."""
+    data = dict(data)
+    mods = data.pop("modalities", None)
+    if not isinstance(mods, list | tuple) or not mods:
+        raise ConfigError("synthetic spec: 'modalities' must be a non-empty list of modality dicts")
+    known = {f.name for f in fields(SyntheticSpec)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"synthetic spec has no field(s) {unknown}; valid: {sorted(known)}")
+    return SyntheticSpec(modalities=tuple(_modality_from_dict(m) for m in mods), **data)
+
+
+def _modality_from_dict(data: dict[str, Any] | SyntheticModality) -> SyntheticModality:
+    if isinstance(data, SyntheticModality):
+        return data
+    known = {f.name for f in fields(SyntheticModality)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"synthetic modality has no field(s) {unknown}; valid: {sorted(known)}")
+    return SyntheticModality(**{k: tuple(v) if k == "groups" else v for k, v in data.items()})
+
+
+def _replace_modality(m: SyntheticModality, options: dict[str, Any]) -> SyntheticModality:
+    known = {f.name for f in fields(SyntheticModality)} - {"name"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"synthetic modality_options[{m.name!r}] has no field(s) {unknown}; valid: {sorted(known)}")
+    return replace(m, **{k: tuple(v) if k == "groups" else v for k, v in options.items()})
 
 
 def describe_presets() -> list[dict[str, object]]:
@@ -289,4 +353,5 @@ __all__ = [
     "describe_presets",
     "generate",
     "load_synthetic",
+    "spec_from_dict",
 ]

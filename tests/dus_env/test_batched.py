@@ -146,7 +146,7 @@ def test_make_vec_episodes_match_gym_make_episodes():
         np.testing.assert_allclose(np.array(got[1])[:, i], rewards_i, atol=1e-3)
         for t, info_t in enumerate(infos_i):
             assert got[2][t]["train_seed"][i] == info_t["train_seed"] == 7 + i
-            for key in ("val/fused_acc", "reference/val/fused_acc"):
+            for key in ("val/fused_acc", "reference/val/fused_acc", "val/selected", "reference/val/selected"):
                 assert abs(got[2][t][key][i] - info_t[key]) <= 0.001  # a tenth of a point
             if t:
                 assert {m: got[2][t]["quantities"][m][i] for m in env.modalities} == info_t["quantities"]
@@ -219,6 +219,41 @@ def test_every_configuration_runs_batched_as_separate_environments(changes, tmp_
         env = DUSEnv(**kwargs)
         _, rewards_i, _ = episode(env, 11 + i, [a[i] for a in actions])
         np.testing.assert_allclose(np.array(rewards)[:, i], rewards_i, atol=1e-3)
+    venv.close()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {},
+        {"decision_interval": 3},  # epoch ends inside steps: the kept score follows them all the same
+        {"observation_features": dus_env.FAMILY_V1["observation_features"]},  # the validation context
+        {"selection_metric": "macro_f1"},
+    ],
+    ids=["v1", "epoch-end-inside-a-step", "validation-context", "macro-f1"],
+)
+def test_the_kept_score_reward_is_the_single_environments_member_by_member(changes):
+    """paired_selected_val (v1's default) over three epochs: batched returns are DUSEnv's, seed by seed."""
+    kwargs = {**dus_env.V1, **dus_env.TINY, "epochs": 3, **changes}
+    assert kwargs["reward"] == "paired_selected_val"
+    venv = BatchedDUSEnv(2, None, **kwargs)
+    rng = np.random.default_rng(1)
+    actions = [rng.uniform(-1, 1, (2, 2)).astype(np.float32) for _ in range(venv.episode_length)]
+    obs, info = venv.reset(seed=[21, 22])
+    got_obs, got_rewards, infos = [obs], [], [info]
+    for a in actions:
+        obs, r, term, _, info = venv.step(a)
+        got_obs.append(obs), got_rewards.append(r), infos.append(info)
+    assert term.all()
+    assert (infos[-1]["val/selected_epoch"] > 0).all()
+    for i, seed in enumerate((21, 22)):
+        obs_i, rewards_i, infos_i = episode(DUSEnv(**kwargs), seed, [a[i] for a in actions])
+        np.testing.assert_allclose(np.array(got_obs)[:, i], np.array(obs_i), atol=2e-5)
+        np.testing.assert_allclose(np.array(got_rewards)[:, i], rewards_i, atol=1e-3)
+        end = infos_i[-1]  # the return is the difference of the two runs' kept scores
+        assert sum(rewards_i) == pytest.approx(100 * (end["val/selected"] - end["reference/val/selected"]), abs=1e-6)
+        for key in ("val/selected", "reference/val/selected", "val/selected_epoch"):
+            assert abs(infos[-1][key][i] - end[key]) <= 0.001
     venv.close()
 
 

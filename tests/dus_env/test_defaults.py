@@ -8,7 +8,7 @@ from mml_backbones.trainer_config import TrainerConfig
 def test_the_default_environment_is_dus_v1():
     assert DUSEnvConfig() == make_config(None, **dus_env.ENV_IDS["dus_env/DUS-v1"])
     c = DUSEnvConfig()
-    assert c.reference and c.reward == "paired_val_acc" and c.action_budget == "equal"
+    assert c.reference and c.reward == "paired_selected_val" and c.action_budget == "equal"
     assert (
         c.trainer.optim.name == "sgd"
         and c.trainer.decision_interval == 47

@@ -43,7 +43,7 @@ def episode(env: DUSEnv, seed: int, action: np.ndarray) -> tuple[dict, list[floa
 
 def test_v1_defaults_and_v0_keeps_its_own():
     v1, v0 = tiny_v1(), gym.make("dus_env/DUS-Tiny-v0").unwrapped
-    assert v1.config.reference and v1.config.reward == "paired_val_acc"
+    assert v1.config.reference and v1.config.reward == "paired_selected_val"
     assert v1.config.trainer.observation_features == LEARNING_FEATURES
     assert v1.config.trainer.val_max_samples is None
     assert not v0.config.reference and v0.config.reward == "delta_val_acc"
@@ -60,12 +60,13 @@ def test_uniform_action_earns_exactly_zero_every_step():
     for info in infos:  # the same computation, to the last bit
         assert info["val/fused_acc"] == info["reference/val/fused_acc"]
         assert info["val/fused_loss"] == info["reference/val/fused_loss"]
-    loss_env = tiny_v1(reward="paired_val_loss")
-    assert episode(loss_env, 3, UNIFORM)[1] == [0.0] * env.episode_length
+    for reward in ("paired_val_loss", "paired_val_acc"):
+        assert episode(tiny_v1(reward=reward), 3, UNIFORM)[1] == [0.0] * env.episode_length
 
 
 @pytest.mark.parametrize(
-    ("reward", "metric", "sign"), [("paired_val_acc", "fused_acc", 1), ("paired_val_loss", "fused_loss", -1)]
+    ("reward", "metric", "sign"),
+    [("paired_val_acc", "fused_acc", 1), ("paired_val_loss", "fused_loss", -1), ("paired_selected_val", "selected", 1)],
 )
 def test_paired_reward_is_the_change_of_agent_minus_reference(reward, metric, sign):
     env = tiny_v1(reward=reward)

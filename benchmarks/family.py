@@ -1,0 +1,109 @@
+"""Generalist policies on the instances of a set: per instance, paired against uniform, beside the references.
+
+    python -m benchmarks.family --policies runs/sac/best/best_model.zip --split test --seeds 10000:10
+
+Every policy and every reference plays each instance of the split on the same evaluation seeds (never the gate
+seeds the oracles were chosen on), scored by the kept epoch's validation score (``agents.family_eval``):
+uniform (the pairing), the heuristic (gamma 2, equal budget), the best single constant share of the train
+instances (quantities by modality position, chosen on the train instances' oracle episodes) and the instance's
+oracle share. Rows are appended to ``results/family_scores.csv`` per (instance, sampler) as they finish (a re-run
+skips them); ``results/family_scores.md`` gets the per-instance table (difference to uniform with its interval,
+regret to the oracle, normalised score), the summary over instances, and each policy's mean allocation per
+instance (does it read the run, or play one share everywhere?).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def policy_name(path: str) -> str:
+    """A policy's label: its run directory's name (``runs/sac/best/best_model.zip`` -> ``sac``)."""
+    p = Path(path)
+    parts = [x for x in p.parent.parts if x not in ("best", "checkpoints")]
+    return parts[-1] if parts else p.stem
+
+
+def allocations(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (instance, sampler): the mean quantity of each modality position over the seeds."""
+    cols = [c for c in df.columns if c.startswith("mean_n/")]
+    return df.groupby(["instance", "sampler"], sort=False)[cols].mean().round(1)
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """Score the policies and the references on the split's instances; write the CSV and the report."""
+    import torch
+
+    from agents.family_eval import (
+        best_train_constant,
+        evaluate_instances,
+        instance_scores,
+        positional_constant,
+        summary,
+    )
+    from agents.oracle import load_oracles
+    from agents.policy_sampler import PolicySampler
+    from benchmarks.report import publish
+    from dus_env.family import load_instance_set
+    from dus_env.seeds import parse_seed_span
+    from mml_backbones.run_dir import CsvLog
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--policies", default="", help="comma-separated policy .zip files")
+    p.add_argument("--set", default="two_modal")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--seeds", default="10000:10", help="START:COUNT (evaluation seeds)")
+    p.add_argument("--csv", default=str(RESULTS / "family_scores.csv"))
+    p.add_argument("--md", default=str(RESULTS / "family_scores.md"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    seeds = parse_seed_span(args.seeds)
+    oracles = load_oracles(args.set)
+    best, best_gain = best_train_constant(oracles)
+    samplers: dict[str, Any] = {
+        "heuristic": "heuristic:gamma=2,budget=equal",
+        "best train constant": positional_constant(best),
+    }
+    for path in filter(None, args.policies.split(",")):
+        samplers[policy_name(path)] = PolicySampler(path)
+    log = CsvLog(Path(args.csv))
+    rows = [r for r in log.read() if int(r["seed"]) in seeds]
+    done = {(r["instance"], r["sampler"]) for r in rows}
+    for name in load_instance_set(args.set).names(args.split):
+        todo = {k: v for k, v in samplers.items() if (name, k) not in done}
+        extra = {n for n in ("uniform", "oracle") if (name, n) not in done}
+        if not todo and not extra:
+            continue
+        part = evaluate_instances(todo, args.set, args.split, seeds, oracles, names=[name])
+        for row in part.to_dict("records"):
+            if (name, row["sampler"]) not in done:
+                log.append(row)
+                rows.append(row)
+        done |= {(name, k) for k in [*todo, "uniform", "oracle"]}
+    df = pd.DataFrame(rows)
+    for c in df.columns:
+        if c not in ("instance", "split", "sampler"):
+            df[c] = pd.to_numeric(df[c])
+    scores = instance_scores(df, oracles)
+    publish(
+        args.md,
+        f"Instance set {args.set!r}, {args.split} instances, evaluation seeds {seeds[0]}..{seeds[-1]}; kept epoch's "
+        f"validation score paired against uniform (points). Best train constant: {'/'.join(map(str, best))} "
+        f"(mean gain {best_gain:+.2f} over the train instances' gate seeds).",
+        scores.round(2).to_markdown(index=False),
+        "Summary over instances:",
+        summary(scores).round(2).to_markdown(),
+        "Mean quantities by modality position:",
+        allocations(df).to_markdown(),
+    )
+    return scores
+
+
+if __name__ == "__main__":
+    main()
