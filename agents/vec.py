@@ -15,10 +15,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import load_env_creator
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 
 from dus_env.batched import BatchedDUSEnv
 from mml_backbones.errors import ConfigError
+
+#: the vector entry points of DUS ids: one world's runs, or K runs of one instance per round (a family)
+BATCHED_ENTRY_POINTS = ("dus_env.batched:make_batched", "dus_env.family_batched:make_batched_family")
 
 
 class BatchedVecEnv(VecEnv):
@@ -78,14 +82,12 @@ class BatchedVecEnv(VecEnv):
 
 
 def batched_vec_env(env_id: str, env_kwargs: dict[str, Any], n_envs: int, seed: int | None) -> VecEnv:
-    """A monitored BatchedVecEnv of ``n_envs`` members of ``env_id`` (any registered id: every method and model)."""
+    """A monitored BatchedVecEnv of ``n_envs`` members of ``env_id`` (any DUS world or instance family)."""
     spec = gym.spec(env_id)
-    if spec.vector_entry_point != "dus_env.batched:make_batched":  # e.g. an instance family: runs of many shapes
-        raise ConfigError(
-            f"--vec batched trains the runs of one DUS world in lockstep; {env_id} has no batched form "
-            "(an instance family's runs differ in data and schedule): use --vec subproc or --vec dummy"
-        )
-    env = BatchedDUSEnv(n_envs, **{**spec.kwargs, **env_kwargs})
+    if spec.vector_entry_point not in BATCHED_ENTRY_POINTS:
+        raise ConfigError(f"--vec batched needs a DUS environment id; {env_id} has no batched form")
+    make = load_env_creator(spec.vector_entry_point)
+    env = make(n_envs, **{**spec.kwargs, **env_kwargs})
     venv = VecMonitor(BatchedVecEnv(env))  # the episode returns and lengths SB3 logs
     venv.seed(seed)
     return venv

@@ -100,8 +100,13 @@ FAMILY_IDS: dict[str, dict[str, Any]] = {
     "dus_env/DUS-Family-v1": {**FAMILY_V1, "instance_set": "two_modal", "split": "train", "sampling": "random"},
 }
 for _id, _kwargs in FAMILY_IDS.items():
-    if _id not in registry:  # no vector entry point: gymnasium.make_vec gives a SyncVectorEnv of families
-        register(id=_id, entry_point="dus_env.family:DUSFamilyEnv", kwargs=_kwargs)
+    if _id not in registry:  # gymnasium.make_vec(id, num_envs=K): K runs of one instance per round, batched
+        register(
+            id=_id,
+            entry_point="dus_env.family:DUSFamilyEnv",
+            vector_entry_point="dus_env.family_batched:make_batched_family",
+            kwargs=_kwargs,
+        )
 
 # gymnasium.make_vec(id, num_envs=K) trains the K runs batched in one process (dus_env.batched)
 for _id, _kwargs in ENV_IDS.items():

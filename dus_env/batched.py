@@ -40,6 +40,7 @@ class BatchedDUSEnv(VectorEnv):
         num_envs: K, the environments (agent runs).
         config: a DUSEnvConfig or a dict of its fields (None: the defaults), then ``overrides`` as for ``DUSEnv``.
         autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default) or ``SAME_STEP`` (or their values as strings).
+        template: a ``DUSEnv`` (never reset) whose config, data and spaces to use instead of building one.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}  # noqa: RUF012 - Gymnasium's convention
@@ -49,14 +50,15 @@ class BatchedDUSEnv(VectorEnv):
         num_envs: int,
         config: DUSEnvConfig | dict[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        template: DUSEnv | None = None,
         **overrides: Any,
     ) -> None:
         if int(num_envs) != num_envs or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.num_envs = int(num_envs)
-        self.config = make_config(config, **overrides)
+        self.config = template.config if template is not None else make_config(config, **overrides)
         # the single environment, never reset: it loads the data once and defines spaces and action mapping
-        self.template = DUSEnv(self.config)
+        self.template = template if template is not None else DUSEnv(self.config)
         self.splits = self.template.splits
         self.episodes = Episodes(self.config, self.splits, vectorise=True)
         self.modalities = self.template.modalities

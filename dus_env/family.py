@@ -290,29 +290,31 @@ class DUSFamilyEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         """Draw an instance and start its run; the training seed is ``seed`` or drawn as ``DUSEnv`` draws it."""
         super().reset(seed=seed)
-        chosen = (options or {}).get("instance")
-        if chosen is not None:
-            inst = self.instance_set.get(chosen)
-        elif self.sampling == "round_robin":
-            inst = self.instances[self._next % len(self.instances)]
-            self._next += 1
-        else:
-            inst = self.instances[int(self.np_random.integers(len(self.instances)))]
+        inst = self.draw_instance((options or {}).get("instance"))
         train_seed = self.config.episode_seed(seed, self._first_reset, self.np_random)
         self._first_reset = False
         self.instance, self.current = inst, self._env(inst)
         obs, info = self.current.reset(seed=train_seed)
-        return obs, self._named(info)
+        return obs, self.name_info(info)
+
+    def draw_instance(self, chosen: str | None = None) -> Instance:
+        """The next episode's instance: ``chosen`` (a name), else the next in turn or a draw from ``np_random``."""
+        if chosen is not None:
+            return self.instance_set.get(chosen)
+        if self.sampling == "round_robin":
+            self._next += 1
+            return self.instances[(self._next - 1) % len(self.instances)]
+        return self.instances[int(self.np_random.integers(len(self.instances)))]
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         """Train the current instance's next decision interval with the quantities ``action`` sets."""
         obs, r, terminated, truncated, info = self.current.step(action)
-        return obs, r, terminated, truncated, self._named(info)
+        return obs, r, terminated, truncated, self.name_info(info)
 
     def step_quantities(self, quantities: Quantities) -> tuple[np.ndarray, float, bool, bool, dict]:
         """``step`` with the quantities given directly (how non-RL samplers are scored)."""
         obs, r, terminated, truncated, info = self.current.step_quantities(quantities)
-        return obs, r, terminated, truncated, self._named(info)
+        return obs, r, terminated, truncated, self.name_info(info)
 
     def observation(self) -> DiscrepancyObservation:
         """The current run's discrepancy observation."""
@@ -352,7 +354,8 @@ class DUSFamilyEnv(gym.Env):
             self._envs[inst.name] = env
         return self._envs[inst.name]
 
-    def _named(self, info: dict[str, Any]) -> dict[str, Any]:
+    def name_info(self, info: dict[str, Any]) -> dict[str, Any]:
+        """``info`` with the current instance's name and split added."""
         info["instance"] = self.instance.name
         info["split"] = self.instance.split
         return info

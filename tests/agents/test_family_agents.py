@@ -103,12 +103,3 @@ def test_scoring_without_a_cache_says_how_to_make_one(tiny_set_data, write_set):
     with pytest.raises(DataFileNotFoundError, match="benchmarks.family_oracle"):
         load_oracles(write_set(tiny_set_data))
     assert load_instance_set(write_set(tiny_set_data)).names("test") == ["mine"]
-
-
-def test_batched_training_refuses_an_instance_family(tiny_set_data, write_set, tmp_path, capsys):
-    """The batched environment trains the runs of one world in lockstep; a family's runs differ in data and schedule."""
-    args = ["train-policy", "--env", "dus_env/DUS-Family-v1", "--algo", "sac", "--timesteps", "8", "--no-progress"]
-    args += ["--env-option", f"instance_set={write_set(tiny_set_data)}", "--vec", "batched", "--n-envs", "2"]
-    assert main([*args, "--eval-episodes", "0", "--out", str(tmp_path / "run")]) == 2
-    err = capsys.readouterr().err
-    assert "--vec batched" in err and "--vec subproc" in err and len(err.strip().splitlines()) == 1
