@@ -101,9 +101,14 @@ def run_instance(
     return run_schedules(env, probes, seeds, key, done=done)
 
 
-def _quantities(label: str, modalities: Sequence[str]) -> dict[str, int]:
-    numbers = label.split(" favoured ")[1].split()[0].split("/")
-    return dict(zip(modalities, (int(n) for n in numbers)))
+def _played(df: pd.DataFrame, label: str, modalities: Sequence[str]) -> dict[str, int]:
+    """The quantities schedule ``label`` gave each modality, read from its episodes by name.
+
+    The label's numbers follow the instance's modality order, which the episode table's columns need not (an
+    instance may put the weak modality first), so they are not parsed positionally.
+    """
+    played = df[df["schedule"] == label]
+    return {m: round(float(played[f"mean_n/{m}"].mean())) for m in modalities}
 
 
 def oracle_of(df: pd.DataFrame, modalities: Sequence[str]) -> Oracle:
@@ -122,7 +127,7 @@ def oracle_of(df: pd.DataFrame, modalities: Sequence[str]) -> Oracle:
     best = max(shares, key=lambda k: shares[k][0])
     gain, low, high = shares[best]
     favoured = best.split(" favoured ")[0]
-    q = _quantities(best, modalities)
+    q = _played(df, best, modalities)
     b = float(np.mean(list(q.values())))
     strength = round(abs(q[favoured] - b) / b / max(1, len(modalities) - 1), 4)
     headroom = bool(low > 0)
@@ -158,7 +163,8 @@ def oracles_of(df: pd.DataFrame, instance_set: str | Path | InstanceSet) -> dict
         if part.empty:
             continue
         mods = [c[2:] for c in part.columns if c.startswith("S/") and part[c].notna().any()]
-        out[inst.name] = oracle_of(part, mods)
+        order = inst.trainer.get("modalities")  # the instance's own order (the table's columns have another)
+        out[inst.name] = oracle_of(part, [m for m in order if m in mods] if order else mods)
     return out
 
 

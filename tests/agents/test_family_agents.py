@@ -49,16 +49,19 @@ def test_the_direction_names_the_modality_with_the_lower_score():
     rows = []
     for seed in range(6):
         jitter = 0.001 * (seed % 2)
-        for name, kind, acc, s_a, s_b in [
-            (UNIFORM, "reference", 0.80, 0.6, 0.3),
-            ("b favoured 16/112", "constant", 0.83 + jitter, 0.5, 0.4),  # favours b, the lower S: "weak"
-            ("a favoured 112/16", "constant", 0.78 - jitter, 0.7, 0.2),
-            ("heuristic gamma 2", "heuristic", 0.82, 0.5, 0.4),
+        for name, kind, acc, s_a, s_b, n_a in [
+            (UNIFORM, "reference", 0.80, 0.6, 0.3, 64),
+            ("b favoured 16/112", "constant", 0.83 + jitter, 0.5, 0.4, 16),  # favours b, the lower S: "weak"
+            ("a favoured 112/16", "constant", 0.78 - jitter, 0.7, 0.2, 112),
+            ("heuristic gamma 2", "heuristic", 0.82, 0.5, 0.4, 40),
         ]:
             rows.append({"instance": "x", "split": "train", "schedule": name, "kind": kind, "seed": seed,
-                         "selected_val": acc, "S/a": s_a, "S/b": s_b})  # fmt: skip
+                         "selected_val": acc, "S/a": s_a, "S/b": s_b,
+                         "mean_n/b": 128 - n_a, "mean_n/a": n_a})  # fmt: skip
     o = oracle_of(pd.DataFrame(rows), ("a", "b"))
     assert o.weak == "b" and o.share == "b favoured 16/112" and o.direction == "weak" and o.strength == 0.75
+    # the share's quantities are read by name, whatever order the table's columns or the modalities come in
+    assert o.quantities == {"a": 16, "b": 112} == oracle_of(pd.DataFrame(rows), ("b", "a")).quantities
     assert o.gain == pytest.approx(3.05, abs=0.01) and o.heuristic[0] == pytest.approx(2.0)
     flipped = pd.DataFrame(rows).assign(**{"S/a": lambda d: 1 - d["S/a"], "S/b": lambda d: 1 - d["S/b"]})
     assert oracle_of(flipped, ("a", "b")).direction == "strong"
