@@ -254,9 +254,11 @@ def fit(
 
 
 def _progress_fields(trainer: Trainer, history: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """What the progress bar shows: the epoch, this epoch's mean fusion loss, the last validation accuracy."""
+    """What the bar shows: the epoch, the mean fusion loss (this epoch's, else the last one's), last val accuracy."""
     fields: dict[str, Any] = {"epoch": trainer.epoch}
     loss = trainer.running_losses().get("fused")
+    if loss is None and history:  # an epoch's end moved the running loss into its history row
+        loss = history[-1].get("train/fused")
     if loss is not None:
         fields["loss"] = f"{loss:.3f}"
     if history:

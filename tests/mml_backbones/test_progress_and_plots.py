@@ -21,6 +21,9 @@ def test_the_training_bar_shows_the_loss_and_the_last_validation_accuracy(tiny_c
     assert "loss=" in err and "val_acc=" in err and "epoch=" in err
     fields = _progress_fields(trainer, [{"val/fused_acc": 0.5}])
     assert fields["val_acc"] == "50.0%" and fields["epoch"] == 2
+    # an epoch's end moves the running loss into the history row: the bar, drawn then, shows that one
+    trainer.pop_train_losses()
+    assert _progress_fields(trainer, [{"train/fused": 1.5, "val/fused_acc": 0.5}])["loss"] == "1.500"
 
 
 def test_plot_draws_a_training_run(tmp_path, capsys):
