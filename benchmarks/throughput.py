@@ -39,6 +39,7 @@ import sys
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -186,16 +187,23 @@ def batched_row(env_id: str, k: int, threads: int) -> dict[str, float]:
     }
 
 
-def single_row(env_id: str, steps: int = 6) -> dict[str, float]:
-    """One ordinary DUSEnv on one thread: environment steps/s, the same work counted in FLOPs."""
+def _one_env(env_id: str) -> tuple[Any, list[tuple[int, int]], int, float]:
+    """One ordinary DUSEnv on one thread, reset on seed 0: the env, its Linear shapes, B and one step's FLOPs."""
     import gymnasium as gym
 
     torch.set_num_threads(1)
     env = gym.make(env_id).unwrapped
     c = env.config
-    b, interval = c.trainer.batch_size, c.trainer.decision_interval
     env.reset(seed=0)
     shapes = model_linear_shapes(env.run.model)
+    val_rows = len(env.splits.val) if c.trainer.val_max_samples is None else c.trainer.val_max_samples
+    b = c.trainer.batch_size
+    return env, shapes, b, step_flops(shapes, 2 if c.reference else 1, b, c.trainer.decision_interval, val_rows)
+
+
+def single_row(env_id: str, steps: int = 6) -> dict[str, float]:
+    """One ordinary DUSEnv on one thread: environment steps/s, the same work counted in FLOPs."""
+    env, shapes, b, work = _one_env(env_id)
     peak = matmul_peak(shapes, b)
     action = np.zeros(env.action_space.shape, np.float32)
     env.step(action)  # warm-up
@@ -203,13 +211,12 @@ def single_row(env_id: str, steps: int = 6) -> dict[str, float]:
     for _ in range(steps):
         env.step(action)
     dt = time.perf_counter() - t
-    val_rows = len(env.splits.val) if c.trainer.val_max_samples is None else c.trainer.val_max_samples
     return {
         "env": env_id,
         "k": 1,
         "threads": 1,
         "flops": iteration_flops(shapes, b),
-        "step_flops": step_flops(shapes, 2 if c.reference else 1, b, interval, val_rows),
+        "step_flops": work,
         "peak": peak,
         "env_steps": steps / dt,
         "memory_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -227,19 +234,12 @@ def _proc_mib(pid: int, field: str = "VmHWM") -> float:
 
 def subproc_row(env_id: str, workers: int = 2, steps: int = 12) -> dict[str, float]:
     """SubprocVecEnv of ``workers`` ordinary environments (one torch thread each), as a table row."""
-    import gymnasium as gym
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
 
     from dus_env import ENV_IDS
 
-    torch.set_num_threads(1)
-    probe = gym.make(env_id).unwrapped
-    c = probe.config
-    b, interval = c.trainer.batch_size, c.trainer.decision_interval
-    probe.reset(seed=0)
-    shapes = model_linear_shapes(probe.run.model)
-    val_rows = len(probe.splits.val) if c.trainer.val_max_samples is None else c.trainer.val_max_samples
+    probe, shapes, b, work = _one_env(env_id)
     del probe
     # the bound of `workers` one-thread processes, measured as they would run: concurrently, B rows each
     cmd = [sys.executable, "-m", "benchmarks.throughput", "--peak", json.dumps([shapes, b])]
@@ -258,13 +258,12 @@ def subproc_row(env_id: str, workers: int = 2, steps: int = 12) -> dict[str, flo
     memory = sum(_proc_mib(pid) for pid in pids)
     rss = sum(_proc_mib(pid, "VmRSS") for pid in pids)
     venv.close()
-    runs = 2 if c.reference else 1
     return {
         "env": env_id,
         "k": workers,
         "threads": 1,
         "flops": iteration_flops(shapes, b),
-        "step_flops": step_flops(shapes, runs, b, interval, val_rows),
+        "step_flops": work,
         "peak": peak,
         "env_steps": workers * steps / dt,
         "memory_mib": memory,
