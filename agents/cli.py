@@ -46,6 +46,19 @@ def register_commands(sub: Any) -> None:
     g.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.set_defaults(func=cmd_train_policy)
 
+    from agents.imitation import ImitationConfig
+
+    p = sub.add_parser(
+        "imitate",
+        help="train a generalist sampler by imitating each train instance's oracle (behaviour cloning + DAgger)",
+        description="Fit an SB3 policy to the oracle shares of an instance set's train instances (agents.imitation); "
+        "every ImitationConfig field is a flag. The run directory keeps the demonstrations as they are played "
+        "(a re-run resumes them).",
+    )
+    add_config_flags(p, ImitationConfig, aliases={"instance_set": ["--set"]})
+    p.add_argument("--out", default="runs/imitation", help="run directory (policy.zip, demonstrations.csv, fit.json)")
+    p.set_defaults(func=cmd_imitate)
+
     p = sub.add_parser("eval-policy", help="score a policy (and baselines) on held-out environment seeds")
     p.add_argument("--policy", required=True, help="policy .zip written by dus train-policy")
     p.add_argument("--env", default=None, help="environment id (default: the policy's)")
@@ -66,6 +79,7 @@ def register_commands(sub: Any) -> None:
         "oracle share (agents.family_eval)",
     )
     p.add_argument("--instance-set", default="two_modal", help="with --instances: a shipped set's name or a .json")
+    p.add_argument("--plot", help="with --instances: save the per-instance and aggregate figure here (.png)")
     p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval_policy)
@@ -179,6 +193,18 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_imitate(args: argparse.Namespace) -> int:
+    """dus imitate."""
+    from agents.imitation import ImitationConfig, train_imitation
+    from mml_backbones.cli_config import given_values
+    from mml_backbones.config import from_dict
+
+    config = from_dict(ImitationConfig, given_values(args))
+    path = train_imitation(config, Path(args.out))
+    print(f"imitation generalist on {config.instance_set!r} (train split, {config.rounds} DAgger rounds): {path}")
+    return 0
+
+
 def split_samplers(text: str) -> list[str]:
     """Split a comma-separated list of sampler specs, keeping a spec's own ``key=value`` options together.
 
@@ -282,6 +308,14 @@ def eval_on_instances(args: argparse.Namespace, policy: Any, seeds: list[int]) -
     print(f"{args.instance_set}, {args.instances} instances, {span}: kept epoch's validation score vs uniform (points)")
     print(scores.round(2).to_string(index=False))
     print(summary(scores).round(2).to_string())
+    if oracles is not None:
+        from agents.family_plot import plot_family
+        from agents.family_stats import aggregate
+
+        print("aggregates (stratified bootstrap 95% intervals; normalised on the instances with headroom):")
+        print(aggregate(df, oracles).to_string(index=False))
+        if args.plot:
+            print(f"figure: {plot_family(df, oracles, args.plot)}")
     return 0
 
 

@@ -10,6 +10,12 @@ oracle share. Rows are appended to ``results/family_scores.csv`` per (instance, 
 skips them); ``results/family_scores.md`` gets the per-instance table (difference to uniform with its interval,
 regret to the oracle, normalised score), the summary over instances, and each policy's mean allocation per
 instance (does it read the run, or play one share everywhere?).
+
+A random policy (``random``: a uniformly random action at every decision) is scored beside them. Policies
+trained with several agent seeds (run directories ``NAME_seedK``) are grouped: the per-instance table averages
+a group's agent seeds on each evaluation seed, and the aggregate table (``agents.family_stats``: normalised
+interquartile mean, mean gain and regret, probability of improvement over the heuristic, each with a stratified
+bootstrap interval) counts each (agent seed, evaluation seed) as a run. ``results/family_scores.png`` draws both.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any
 import pandas as pd
 
 RESULTS = Path(__file__).parent / "results"
+#: the samplers every run of this benchmark scores beside the policies
+REFERENCES = ("heuristic", "best train constant", "random", "oracle")
 
 
 def policy_name(path: str) -> str:
@@ -36,19 +44,32 @@ def allocations(df: pd.DataFrame) -> pd.DataFrame:
     return df.groupby(["instance", "sampler"], sort=False)[cols].mean().round(1)
 
 
+def by_group(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows with each policy's agent seeds averaged per evaluation seed (one sampler per group)."""
+    from agents.family_stats import group_name
+
+    out = df.assign(sampler=df["sampler"].map(group_name))
+    keys = ["instance", "split", "sampler", "seed"]
+    return out.groupby(keys, sort=False).mean(numeric_only=True).reset_index()
+
+
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Score the policies and the references on the split's instances; write the CSV and the report."""
     import torch
 
     from agents.family_eval import (
+        PerInstance,
         best_train_constant,
         evaluate_instances,
         instance_scores,
         positional_constant,
         summary,
     )
+    from agents.family_plot import plot_family
+    from agents.family_stats import aggregate, versus
     from agents.oracle import load_oracles
     from agents.policy_sampler import PolicySampler
+    from agents.random_sampler import RandomSampler
     from benchmarks.report import publish
     from dus_env.family import load_instance_set
     from dus_env.seeds import parse_seed_span
@@ -61,6 +82,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--seeds", default="10000:10", help="START:COUNT (evaluation seeds)")
     p.add_argument("--csv", default=str(RESULTS / "family_scores.csv"))
     p.add_argument("--md", default=str(RESULTS / "family_scores.md"))
+    p.add_argument("--plot", default=str(RESULTS / "family_scores.png"))
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     seeds = parse_seed_span(args.seeds)
@@ -69,11 +91,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     samplers: dict[str, Any] = {
         "heuristic": "heuristic:gamma=2,budget=equal",
         "best train constant": positional_constant(best),
+        "random": PerInstance(lambda mods, b: RandomSampler(seed=0)),
     }
     for path in filter(None, args.policies.split(",")):
         samplers[policy_name(path)] = PolicySampler(path)
     log = CsvLog(Path(args.csv))
-    rows = [r for r in log.read() if int(r["seed"]) in seeds]
+    rows = [r for r in log.read() if int(r["seed"]) in seeds and r["split"] == args.split]
     done = {(r["instance"], r["sampler"]) for r in rows}
     for name in load_instance_set(args.set).names(args.split):
         todo = {k: v for k, v in samplers.items() if (name, k) not in done}
@@ -90,7 +113,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     for c in df.columns:
         if c not in ("instance", "split", "sampler"):
             df[c] = pd.to_numeric(df[c])
-    scores = instance_scores(df, oracles)
+    grouped = by_group(df)
+    scores = instance_scores(grouped, oracles)
+    agg = aggregate(df, oracles)
+    policies = [g for g in agg["sampler"] if g not in REFERENCES]
+    vs = [versus(df, g).round(2).to_markdown(index=False) for g in policies]
+    plot_family(df, oracles, args.plot)
     publish(
         args.md,
         f"Instance set {args.set!r}, {args.split} instances, evaluation seeds {seeds[0]}..{seeds[-1]}; kept epoch's "
@@ -99,8 +127,12 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         scores.round(2).to_markdown(index=False),
         "Summary over instances:",
         summary(scores).round(2).to_markdown(),
+        "Aggregates (agents.family_stats; runs = agent seeds x evaluation seeds; stratified bootstrap 95% intervals; "
+        "normalised scores on the instances where the oracle has headroom):",
+        agg.to_markdown(index=False),
+        *[f"{g} against the heuristic, per instance (same seeds):\n\n{t}" for g, t in zip(policies, vs)],
         "Mean quantities by modality position:",
-        allocations(df).to_markdown(),
+        allocations(grouped).to_markdown(),
     )
     return scores
 

@@ -131,8 +131,8 @@ class ActionMapper:
         if self.action_type != "box":
             raise ConfigError("action_for is defined for box actions only")
         n = np.asarray(quantities, dtype=float)
-        if self.budget == "equal":  # weights are proportional to n where the floor does not bind
-            a = np.log(n / n.mean()) / (2.0 * self.temperature)
+        if self.budget == "equal":  # weights exp(temperature * a) are proportional to n where the floor does not bind
+            a = np.log(n / n.mean()) / self.temperature
             return np.clip(a - a.mean(), -1, 1).astype(np.float32)
         lo, hi = self.bounds.low, self.bounds.high
         f = n / batch_size

@@ -82,9 +82,11 @@ def test_a_generalist_trains_on_the_train_instances_and_is_scored_per_test_insta
     assert "eval_env_kwargs" in capsys.readouterr().err
     csv = tmp_path / "scores.csv"
     cmd = ["eval-policy", "--policy", str(out / "policy.zip"), "--instances", "test", "--instance-set", path]
-    assert main([*cmd, "--seeds", "10000:2", "--csv", str(csv)]) == 0
+    plot = tmp_path / "scores.png"
+    assert main([*cmd, "--seeds", "10000:2", "--csv", str(csv), "--plot", str(plot)]) == 0
     printed = capsys.readouterr().out
     assert "mine" in printed and "regret" in printed and "heuristic" in printed
+    assert "P(better than heuristic)" in printed and plot.stat().st_size > 0
     rows = pd.read_csv(csv)
     assert set(rows["sampler"]) == {"uniform", "heuristic", "sac", "oracle"} and set(rows["instance"]) == {"mine"}
 

@@ -51,3 +51,34 @@ def test_the_lower_score_modality_is_put_first_pair_by_pair():
     assert out.loc[0, ["x0", "x1", "x2", "x3", "x11", "x12"]].tolist() == [0.2, 0.5, 3.0, 2.0, 12.0, 11.0]
     assert out.loc[1].tolist() == df.loc[1].tolist()  # already first: unchanged
     assert out.loc[0, "x10"] == 10.0 and out.loc[0, "x16"] == 16.0  # progress and val_drop are not per modality
+
+
+def test_the_family_benchmark_scores_references_aggregates_and_resumes(tiny_set_data, write_set, tmp_path, monkeypatch):
+    import pandas as pd
+
+    import benchmarks.family as family
+    from agents import family_eval
+    from agents.headroom import numeric_rows
+    from agents.oracle import oracles_of, run_instance, write_oracles
+    from dus_env.seeds import gate_seeds
+
+    path = write_set(tiny_set_data)
+    seeds = gate_seeds(2)
+    write_oracles(
+        oracles_of(numeric_rows(run_instance(path, "s0", seeds) + run_instance(path, "mine", seeds), seeds), path), path
+    )
+    files = {"--csv": tmp_path / "s.csv", "--md": tmp_path / "s.md", "--plot": tmp_path / "s.png"}
+    args = ["--set", path, "--split", "test", "--seeds", "10000:3"] + [x for k, v in files.items() for x in (k, str(v))]
+    family.main(args)
+    rows = pd.read_csv(files["--csv"])
+    assert set(rows["sampler"]) == {"uniform", "heuristic", "best train constant", "random", "oracle"}
+    assert len(rows) == 5 * 3 and set(rows["instance"]) == {"mine"}
+    md = files["--md"].read_text()
+    assert "Aggregates" in md and "P(better than heuristic)" in md and files["--plot"].stat().st_size > 0
+
+    def refuse(*a, **k):
+        raise AssertionError("scored again")
+
+    monkeypatch.setattr(family_eval, "evaluate_instances", refuse)
+    family.main(args)  # every row is on disk
+    assert len(pd.read_csv(files["--csv"])) == 15

@@ -201,3 +201,12 @@ def test_v1_random_actions_keep_the_equal_budget():
         assert sum(info["quantities"].values()) == m * b
         assert min(info["quantities"].values()) >= env.config.trainer.bounds.at(b)[0]
     assert env.action_to_quantities(np.zeros(m, np.float32)) == dict.fromkeys(env.modalities, b)  # zero = uniform
+
+
+@pytest.mark.parametrize("budget", ["equal", "free"])
+def test_action_for_gives_back_the_quantities(budget):
+    # the imitation generalist's labels are action_for(oracle share): a share must survive the round trip
+    mapper = dus_env.ActionMapper(2, budget=budget)
+    for q in ([16, 112], [112, 16], [48, 80], [96, 32], [64, 64]):
+        action = mapper.action_for(np.array(q), 64)
+        assert mapper.action_to_quantities(action, 64).tolist() == q
