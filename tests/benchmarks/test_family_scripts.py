@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from benchmarks.family_identifiability import FEATURE_SETS, accuracy_table, columns
 from benchmarks.family_oracle import timing_table
@@ -53,20 +54,25 @@ def test_the_lower_score_modality_is_put_first_pair_by_pair():
     assert out.loc[0, "x10"] == 10.0 and out.loc[0, "x16"] == 16.0  # progress and val_drop are not per modality
 
 
-def test_the_family_benchmark_scores_references_aggregates_and_resumes(tiny_set_data, write_set, tmp_path, monkeypatch):
-    import pandas as pd
-
-    import benchmarks.family as family
-    from agents import family_eval
+@pytest.fixture
+def tiny_with_oracles(tiny_set_data, write_set):
+    """The tiny set with an oracle cache for one train instance and the test instance (two gate seeds)."""
     from agents.headroom import numeric_rows
     from agents.oracle import oracles_of, run_instance, write_oracles
     from dus_env.seeds import gate_seeds
 
     path = write_set(tiny_set_data)
     seeds = gate_seeds(2)
-    write_oracles(
-        oracles_of(numeric_rows(run_instance(path, "s0", seeds) + run_instance(path, "mine", seeds), seeds), path), path
-    )
+    rows = run_instance(path, "s0", seeds) + run_instance(path, "mine", seeds)
+    write_oracles(oracles_of(numeric_rows(rows, seeds), path), path)
+    return path
+
+
+def test_the_family_benchmark_scores_references_aggregates_and_resumes(tiny_with_oracles, tmp_path, monkeypatch):
+    import benchmarks.family as family
+    from agents import family_eval
+
+    path = tiny_with_oracles
     files = {"--csv": tmp_path / "s.csv", "--md": tmp_path / "s.md", "--plot": tmp_path / "s.png"}
     args = ["--set", path, "--split", "test", "--seeds", "10000:3"] + [x for k, v in files.items() for x in (k, str(v))]
     family.main(args)
@@ -82,3 +88,24 @@ def test_the_family_benchmark_scores_references_aggregates_and_resumes(tiny_set_
     monkeypatch.setattr(family_eval, "evaluate_instances", refuse)
     family.main(args)  # every row is on disk
     assert len(pd.read_csv(files["--csv"])) == 15
+
+
+def test_downstream_runs_each_test_instance_as_its_set_defines_it(tiny_with_oracles, tmp_path):
+    import benchmarks.family_downstream as down
+    from dus_env.family import load_instance_set
+    from mml_backbones.config import to_dict
+
+    csv, md = tmp_path / "d.csv", tmp_path / "d.md"
+    result = down.main(
+        ["--set", tiny_with_oracles, "--seeds", "2", "--csv", str(csv), "--md", str(md), "--no-progress"]
+    )
+    assert list(result["sampler"]) == ["uniform", "heuristic", "oracle"] and set(result["instance"]) == {"mine"}
+    assert result["vs uniform (pp)"].iloc[1].startswith(("+", "-")) and (result["seeds"] == 2).all()
+    cell = down.instance_cells(tiny_with_oracles, "test", {}, 1, {})[0]
+    expected = to_dict(load_instance_set(tiny_with_oracles).get("mine").trainer_config())
+    from benchmarks.grid import cell_config
+
+    got = to_dict(cell_config(cell))
+    for k in ("dataset", "dataset_options", "batch_size", "optim", "epochs", "decision_interval", "modalities"):
+        assert got[k] == expected[k], k
+    assert "test acc (%)" in md.read_text()
