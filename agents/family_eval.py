@@ -60,23 +60,25 @@ def evaluate_instances(
     oracles: Mapping[str, Oracle] | None = None,
     names: Sequence[str] | None = None,
     progress: bool = False,
+    uniform: bool = True,
     **env_kwargs: Any,
 ) -> pd.DataFrame:
     """One row per (instance, sampler, seed): the kept and last validation scores and the mean quantities.
 
     ``samplers``: name -> a sampler, a sampler spec, or ``PerInstance(build)``. "uniform" is
-    always played (the pairing); with ``oracles``, each instance's oracle share is played as ``"oracle"``.
+    played (the pairing) unless ``uniform=False`` (its rows are on record already); with ``oracles``, each
+    instance's oracle share is played as ``"oracle"``.
     ``names``: only these instances of the split. ``progress``: a bar over the episodes (on stderr).
     """
     s = load_instance_set(instance_set)
     instances = [i for i in s.split(split) if names is None or i.name in names]
-    per_instance = len(samplers) + 1 + (oracles is not None)  # the samplers, uniform, the oracle (where cached)
+    per_instance = len(samplers) + uniform + (oracles is not None)  # the samplers, uniform, the oracle (if cached)
     bar = tqdm(total=len(instances) * per_instance * len(seeds), unit="ep", disable=not progress, leave=False)
     rows = []
     for inst in instances:
         env = oracle_env(s, inst.name, **env_kwargs)
         mods, b = tuple(env.modalities), env.config.trainer.batch_size
-        chosen: dict[str, SamplerSource] = {UNIFORM: UNIFORM, **samplers}
+        chosen: dict[str, SamplerSource] = {UNIFORM: UNIFORM, **samplers} if uniform else dict(samplers)
         if oracles is not None and inst.name in oracles:
             chosen[ORACLE] = oracles[inst.name].sampler_spec
         for name, source in chosen.items():

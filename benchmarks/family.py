@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         extra = {n for n in ("uniform", "oracle") if (name, n) not in done}
         if not todo and not extra:
             continue
-        part = evaluate_instances(todo, args.set, args.split, seeds, oracles, names=[name])
+        cached = oracles if "oracle" in extra else None  # only what is not on record is played
+        part = evaluate_instances(todo, args.set, args.split, seeds, cached, names=[name], uniform="uniform" in extra)
         for row in part.to_dict("records"):
             if (name, row["sampler"]) not in done:
                 log.append(row)
