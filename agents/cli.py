@@ -111,6 +111,13 @@ def register_commands(sub: Any) -> None:
     p.add_argument("--n-envs", type=int, default=2, help="with --train: parallel environments")
     p.add_argument("--env-seeds", type=int, default=10, help="held-out environment seeds (10000...)")
     p.add_argument("--seeds", type=int, default=5, help="unseen downstream seeds")
+    p.add_argument(
+        "--instances",
+        help="comma-separated test instances for the generalist's step ('' skips it; default: strong-s101-sgd4e-3, "
+        "mild-s104-adam5e-4, agents.demo.DEMO_INSTANCES)",
+    )
+    p.add_argument("--instance-set", default="two_modal", help="the set the --instances belong to")
+    p.add_argument("--instance-seeds", type=int, default=5, help="held-out seeds per instance (10000...)")
     p.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
@@ -337,6 +344,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         progress=not args.no_progress,
         trust_file=args.trust_file,
+        instance_set=args.instance_set,
+        instances=None if args.instances is None else tuple(filter(None, args.instances.split(","))),
+        instance_seeds=args.instance_seeds,
     )
     print(json.dumps(summary["files"], indent=2), file=sys.stderr)
     return 0

@@ -7,6 +7,9 @@
 3. Plug each into ordinary downstream training runs (``Trainer.fit``, seeds never seen by the agent), select on
    validation, report test accuracy: mean +- std and the paired difference against uniform.
 4. Plot each modality's quantity over training for the heuristic and the learned sampler.
+5. The instance-set generalist (``COMMITTED_GENERALIST``) on two test instances of ``two_modal`` it never saw, one
+   where the weak modality should be favoured and one where uniform should be left alone, beside uniform and the
+   heuristic, each paired with uniform on held-out seeds (the kept epoch's validation score).
 """
 
 from __future__ import annotations
@@ -35,6 +38,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_POLICY = "benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip"
 #: v1's named heuristic, the one ``dus eval-policy`` compares with too (the spec ``heuristic``)
 HEURISTIC = V1_HEURISTIC
+#: the instance-set generalist (``dus imitate`` on two_modal's train instances), for runs outside the v1 worlds
+COMMITTED_GENERALIST = "benchmarks/results/policies_family/two_modal_imitation_seed0/policy.zip"
+#: two test instances of two_modal the generalist never saw: favouring the weak modality pays on the first (its
+#: oracle: 48/80), nothing beats uniform on the second (Adam)
+DEMO_INSTANCES = ("strong-s101-sgd4e-3", "mild-s104-adam5e-4")
 
 
 def plot_quantities(run_root: Path, samplers: list[str], seed: int, path: Path) -> None:
@@ -58,16 +66,36 @@ def plot_quantities(run_root: Path, samplers: list[str], seed: int, path: Path) 
     plt.close(fig)
 
 
-def committed_policy() -> Path:
-    """The committed demo policy's absolute path; a clear error when this checkout lacks it."""
-    path = REPO_ROOT / COMMITTED_POLICY
+def committed_policy(relative: str | None = None) -> Path:
+    """A committed policy's absolute path (the demo's by default); a clear error when this checkout lacks it."""
+    relative = relative or COMMITTED_POLICY
+    path = REPO_ROOT / relative
     if not path.is_file():
         raise ConfigError(
-            f"the committed policy {COMMITTED_POLICY} is missing under {REPO_ROOT} (it ships with a git checkout "
+            f"the committed policy {relative} is missing under {REPO_ROOT} (it ships with a git checkout "
             "of the repository, not with an installed package); run `dus demo --train` to train one on the spot, "
             "or pass --policy PATH.zip"
         )
     return path
+
+
+def generalist_on_instances(
+    instance_set: str, names: list[str], seeds: list[int], progress: bool = True
+) -> pd.DataFrame:
+    """The committed generalist, uniform and the heuristic on test instances, paired with uniform per instance."""
+    from agents.family_eval import allocation_columns, evaluate_instances, instance_scores
+    from agents.oracle import load_oracles
+
+    generalist = PolicySampler(committed_policy(COMMITTED_GENERALIST))
+    samplers = {"heuristic": HEURISTIC, "generalist": generalist}
+    df = evaluate_instances(samplers, instance_set, "test", seeds, None, names=names, progress=progress)
+    scores = instance_scores(df).set_index(["instance", "sampler"])
+    table = scores[["vs uniform (pp)", "ci95"]].round(2).join(allocation_columns(df))
+    oracles = load_oracles(instance_set)
+    table["oracle share (gate seeds)"] = [
+        oracles[i].share if i in oracles and oracles[i].headroom else "none: leave uniform" for i, _ in table.index
+    ]
+    return table
 
 
 def _shown(path: Path) -> str:
@@ -112,17 +140,23 @@ def run_demo(
     seeds: int = 5,
     progress: bool = True,
     trust_file: bool = False,
+    instance_set: str = "two_modal",
+    instances: tuple[str, ...] | None = None,
+    instance_seeds: int = 5,
 ) -> dict[str, Any]:
     """Run the demo and print its tables; returns the tables and the files written.
 
     ``trust_file`` loads ``policy`` with SB3's full loader, which unpickles it (logged); off by default.
+    ``instances`` (test instances of ``instance_set``; None: ``DEMO_INSTANCES``; empty: skip step 4) are played
+    ``instance_seeds`` times.
     """
+    instances = DEMO_INSTANCES if instances is None else instances
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     if train:
         from agents.training import train_policy
 
-        print(f"[1/3] training PPO on {env_id} for {timesteps} steps with {n_envs} environments ...", flush=True)
+        print(f"[1/4] training PPO on {env_id} for {timesteps} steps with {n_envs} environments ...", flush=True)
         trained = train_policy(env_id, "ppo", timesteps, out / "ppo", n_envs=n_envs, progress_bar=progress)
         path = trained.policy
         policy_sampler = PolicySampler(path)
@@ -136,7 +170,7 @@ def run_demo(
         what = "the committed policy" if policy is None else "the policy"
         kept = "best on the selection seeds at step" if path.parent.name == "best" else "step"
         print(
-            f"[1/3] loaded {what} {_shown(path)} ({meta['algo']} on {meta['env_id']}, {kept} "
+            f"[1/4] loaded {what} {_shown(path)} ({meta['algo']} on {meta['env_id']}, {kept} "
             f"{meta.get('timesteps', '?')}; --train trains one on the spot instead)"
         )
         command = training_command(path, policy_sampler.num_modalities)
@@ -151,7 +185,7 @@ def run_demo(
     ev = eval_seeds(env_seeds)
     t1 = time.perf_counter()
     print(
-        f"[2/3] {env_id}: final validation accuracy on {len(ev)} held-out environment seeds "
+        f"[2/4] {env_id}: final validation accuracy on {len(ev)} held-out environment seeds "
         f"({ev[0]}..{ev[-1]}), paired with uniform; heuristic = {HEURISTIC} ...",
         flush=True,
     )
@@ -171,7 +205,7 @@ def run_demo(
     config = env.config.trainer_config(seed=0)
     ds_seeds = downstream_seeds(seeds)
     print(
-        f"[3/3] downstream Trainer.fit, {len(ds_seeds)} unseen seeds ({ds_seeds[0]}..{ds_seeds[-1]}) per sampler, "
+        f"[3/4] downstream Trainer.fit, {len(ds_seeds)} unseen seeds ({ds_seeds[0]}..{ds_seeds[-1]}) per sampler, "
         "epoch chosen on validation, test split ...",
         flush=True,
     )
@@ -193,13 +227,23 @@ def run_demo(
     plot_quantities(out / "downstream", ["heuristic", name], ds_seeds[0], plot)
     env_df.to_csv(out / "env_eval.csv", index=False)
     ds_df.to_csv(out / "downstream.csv", index=False)
+    files = {"plot": str(plot), "env_eval": str(out / "env_eval.csv"), "downstream": str(out / "downstream.csv")}
+    instance_table = None
+    if instances:
+        iseeds = eval_seeds(instance_seeds)
+        print(
+            f"[4/4] the instance-set generalist ({COMMITTED_GENERALIST}, dus imitate on {instance_set}'s train "
+            f"instances) on test instances it never saw, {len(iseeds)} held-out seeds each, kept epoch's validation "
+            "score paired with uniform ...",
+            flush=True,
+        )
+        instance_table = generalist_on_instances(instance_set, list(instances), iseeds, progress)
+        print(instance_table.to_string(), flush=True)
+        instance_table.to_csv(out / "instances.csv")
+        files["instances"] = str(out / "instances.csv")
+        print(f"      {time.perf_counter() - t3:.0f} s", flush=True)
     print(f"total {time.perf_counter() - t0:.0f} s", flush=True)
-    return {
-        "env": env_table,
-        "downstream": table,
-        "policy": str(path),
-        "files": {"plot": str(plot), "env_eval": str(out / "env_eval.csv"), "downstream": str(out / "downstream.csv")},
-    }
+    return {"env": env_table, "downstream": table, "instances": instance_table, "policy": str(path), "files": files}
 
 
 def _diffs(summary: pd.DataFrame) -> list[str]:

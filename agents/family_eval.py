@@ -132,6 +132,13 @@ def summary(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def allocation_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (instance, sampler): the mean quantity of each modality position, as "n0/n1" (samples per iteration)."""
+    cols = [c for c in df.columns if c.startswith("mean_n/")]
+    means = df.groupby(["instance", "sampler"], sort=False)[cols].mean()
+    return pd.DataFrame({"mean share": means.apply(lambda r: "/".join(f"{v:.0f}" for v in r), axis=1)})
+
+
 def best_train_constant(oracles: Mapping[str, Oracle]) -> tuple[tuple[int, ...], float]:
     """The constant share (quantities by modality position) with the best mean gain over the train instances.
 

@@ -1,5 +1,7 @@
 import json
 
+import pandas as pd
+
 from mml_backbones.cli import main
 
 TINY = ["--preset", "mild", "--dataset-option", "n_train=256", "--dataset-option", "n_val=128"]
@@ -40,19 +42,48 @@ def test_train_policy_and_eval_policy_commands(tmp_path, capsys):
 def test_demo_loads_the_committed_policy(tmp_path, capsys):
     out = tmp_path / "demo"
     args = ["demo", "--env", "dus_env/DUS-Tiny-v1", "--env-seeds", "2", "--seeds", "1", "--out", str(out)]
-    assert main([*args, "--no-progress"]) == 0
+    assert main([*args, "--no-progress", "--instances", ""]) == 0
     text = capsys.readouterr().out
     assert "loaded the committed policy benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip" in text
     assert "(trained with: dus train-policy --env dus_env/DUS-v1 --algo ppo" in text
-    assert "heuristic" in text and "diff vs uniform" in text and "test acc" in text
+    assert "heuristic" in text and "diff vs uniform" in text and "test acc" in text and "[4/4]" not in text
     for name in ("quantities.png", "env_eval.csv", "downstream.csv"):
         assert (out / name).is_file()
+
+
+def test_demo_shows_the_committed_generalist_on_unseen_instances(tmp_path, capsys, tiny_set_data, write_set):
+    from agents.headroom import numeric_rows
+    from agents.oracle import oracles_of, run_instance, write_oracles
+    from dus_env.seeds import gate_seeds
+
+    path = write_set(tiny_set_data)
+    write_oracles(oracles_of(numeric_rows(run_instance(path, "mine", gate_seeds(2)), gate_seeds(2)), path), path)
+    out = tmp_path / "demo"
+    args = ["demo", "--env", "dus_env/DUS-Tiny-v1", "--env-seeds", "1", "--seeds", "1", "--out", str(out)]
+    args += ["--instance-set", path, "--instances", "mine", "--instance-seeds", "2", "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "[4/4] the instance-set generalist" in text and "oracle share" in text
+    table = pd.read_csv(out / "instances.csv")
+    assert list(table["sampler"]) == ["heuristic", "generalist"] and set(table["instance"]) == {"mine"}
+    assert table["mean share"].str.fullmatch(r"\d+/\d+").all()
 
 
 def test_demo_trains_on_the_spot_and_refuses_a_missing_policy(tmp_path, capsys, monkeypatch):
     import agents.demo
 
-    tiny = ["demo", "--env", "dus_env/DUS-Tiny-v1", "--env-seeds", "1", "--seeds", "1", "--no-progress"]
+    tiny = [
+        "demo",
+        "--env",
+        "dus_env/DUS-Tiny-v1",
+        "--env-seeds",
+        "1",
+        "--seeds",
+        "1",
+        "--no-progress",
+        "--instances",
+        "",
+    ]
     train = ["--train", "--timesteps", "64", "--n-envs", "1"]
     assert main([*tiny, *train, "--out", str(tmp_path / "t")]) == 0
     assert "training PPO on dus_env/DUS-Tiny-v1" in capsys.readouterr().out
