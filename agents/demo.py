@@ -26,7 +26,7 @@ import pandas as pd
 import dus_env  # noqa: F401
 from agents.evaluation import evaluate_downstream, evaluate_in_env, summarise
 from agents.heuristic import V1_HEURISTIC
-from agents.policy_sampler import PolicySampler
+from agents.policy_sampler import COMMITTED_GENERALIST, PolicySampler
 from agents.seeds import downstream_seeds, eval_seeds
 from mml_backbones.errors import ConfigError
 from mml_backbones.samplers import UniformSampler, make_sampler
@@ -38,8 +38,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_POLICY = "benchmarks/results/policies_v1/DUS-v1_ppo/best/best_model.zip"
 #: v1's named heuristic, the one ``dus eval-policy`` compares with too (the spec ``heuristic``)
 HEURISTIC = V1_HEURISTIC
-#: the instance-set generalist (``dus imitate`` on two_modal's train instances), for runs outside the v1 worlds
-COMMITTED_GENERALIST = "benchmarks/results/policies_family/two_modal_imitation_seed0/policy.zip"
 #: two test instances of two_modal the generalist never saw: favouring the weak modality pays on the first (its
 #: oracle: 48/80), nothing beats uniform on the second (Adam)
 DEMO_INSTANCES = ("strong-s101-sgd4e-3", "mild-s104-adam5e-4")

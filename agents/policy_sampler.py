@@ -13,6 +13,11 @@ from dus_env.actions import ActionMapper
 from mml_backbones.errors import ConfigError, DataError
 from mml_backbones.observation import DiscrepancyObservation, feature_bounds
 
+#: the repository's root (the committed policies' paths are relative to it)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: the instance-set generalist (``dus imitate`` on two_modal's train instances): ``policy:generalist``
+COMMITTED_GENERALIST = "benchmarks/results/policies_family/two_modal_imitation_seed0/policy.zip"
+
 
 class PolicySampler:
     """Runs a policy trained in the DUS environment as a sampler of any run with the same number of modalities.
@@ -64,12 +69,15 @@ class PolicySampler:
 
     @classmethod
     def from_spec(cls, arg: str | None = None, **context: Any) -> PolicySampler:
-        """``policy:PATH.zip``; checks the number of modalities against the run's when it is known.
+        """``policy:PATH.zip``, or ``policy:generalist`` (the committed generalist); checks the number of modalities
+        against the run's when it is known.
 
         ``context["trust_file"]`` (``--trust-file``) loads the file with SB3's full loader, which unpickles it.
         """
         if not arg:
-            raise ConfigError("the policy sampler needs a file: --sampler policy:PATH.zip")
+            raise ConfigError("the policy sampler needs a file: --sampler policy:PATH.zip (or policy:generalist)")
+        if arg == "generalist":
+            arg = str(REPO_ROOT / COMMITTED_GENERALIST)
         sampler = cls(arg, trust_file=bool(context.get("trust_file", False)))
         if context.get("modalities") is not None:
             sampler.check_modalities(context["modalities"])

@@ -71,3 +71,12 @@ def test_the_random_sampler_keeps_the_budget_follows_its_seed_and_checks_its_spe
     assert len({tuple(q.values()) for q in qa}) > 1
     with pytest.raises(ConfigError, match="seed"):
         RandomSampler.from_spec("x")
+
+
+def test_policy_generalist_names_the_committed_generalist():
+    from mml_backbones.samplers import make_sampler
+
+    sampler = make_sampler("policy:generalist", modalities=("a", "b"))
+    assert sampler.metadata["trained_by"] == "imitation" and sampler.path.name == "policy.zip"
+    with pytest.raises(ConfigError, match="trained for 2 modalities"):
+        make_sampler("policy:generalist", modalities=("a", "b", "c"))
