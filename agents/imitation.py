@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -137,6 +136,7 @@ def collect(
     policy: str | None = None,
 ) -> pd.DataFrame:
     """Play (or finish) the episodes, appending each to ``csv`` as it ends; all the rows of those episodes."""
+    from agents.episode_log import numeric_frame, play_logged
     from dus_env.family import load_instance_set
     from mml_backbones.run_dir import CsvLog
 
@@ -145,17 +145,8 @@ def collect(
     done = {(r["instance"], int(r["seed"]), r["behaviour"]) for r in rows}
     names = load_instance_set(instance_set).names("train")
     todo = [(n, s, b) for s in seeds for n in names for b in behaviours if (n, s, b) not in done]
-    if todo:
-        with ProcessPoolExecutor(workers) as pool:
-            futures = [pool.submit(play, instance_set, n, s, b, targets[n], policy) for n, s, b in todo]
-            for f in futures:
-                for row in f.result():
-                    log.append(row)
-                    rows.append(row)
-    df = pd.DataFrame(rows)
-    for c in df.columns:
-        if c not in ("instance", "behaviour"):
-            df[c] = pd.to_numeric(df[c])
+    play_logged(log, rows, play, [(instance_set, n, s, b, targets[n], policy) for n, s, b in todo], workers)
+    df = numeric_frame(rows, ("instance", "behaviour"))
     keep = df["seed"].isin(list(seeds)) & df["behaviour"].isin(list(behaviours))
     return df[keep].reset_index(drop=True)
 

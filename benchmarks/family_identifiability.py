@@ -19,7 +19,6 @@ as the policy sees it (the instance's modality order) and with the lower-S modal
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +73,7 @@ def _episode(instance_set: str, name: str, seed: int, policy: str, ks: tuple[int
 
 def collect(instance_set: str, seeds: list[int], csv: Path, workers: int, ks: tuple[int, ...] = KS) -> pd.DataFrame:
     """Run (or finish) the episodes; one row per (instance, seed, policy, k) with the observation vector."""
+    from agents.episode_log import numeric_frame, play_logged
     from dus_env.family import load_instance_set
     from mml_backbones.run_dir import CsvLog
 
@@ -82,16 +82,8 @@ def collect(instance_set: str, seeds: list[int], csv: Path, workers: int, ks: tu
     done = {(r["instance"], int(r["seed"]), r["policy"]) for r in rows}
     names = load_instance_set(instance_set).names("train")
     todo = [(n, s, p) for s in seeds for n in names for p in ("uniform", "random") if (n, s, p) not in done]
-    with ProcessPoolExecutor(workers) as pool:
-        futures = [pool.submit(_episode, instance_set, n, s, p, ks) for n, s, p in todo]
-        for f in as_completed(futures):
-            for row in f.result():
-                log.append(row)
-                rows.append(row)
-    df = pd.DataFrame(rows)
-    for c in df.columns:
-        if c not in ("instance", "policy"):
-            df[c] = pd.to_numeric(df[c])
+    play_logged(log, rows, _episode, [(instance_set, n, s, p, ks) for n, s, p in todo], workers)
+    df = numeric_frame(rows, ("instance", "policy"))
     return df[df["seed"].isin(seeds)]
 
 

@@ -109,3 +109,17 @@ def test_downstream_runs_each_test_instance_as_its_set_defines_it(tiny_with_orac
     for k in ("dataset", "dataset_options", "batch_size", "optim", "epochs", "decision_interval", "modalities"):
         assert got[k] == expected[k], k
     assert "test acc (%)" in md.read_text()
+
+
+def test_identifiability_observations_are_logged_and_resumed(tiny_set_data, write_set, tmp_path, monkeypatch):
+    import benchmarks.family_identifiability as ident
+
+    path, csv = write_set(tiny_set_data), tmp_path / "obs.csv"
+    df = ident.collect(path, [5], csv, workers=1, ks=(1, 2))
+    assert len(df) == 3 * 2 * 2 and set(df["policy"]) == {"uniform", "random"} and df["x0"].dtype.kind == "f"
+
+    def refuse(*a, **k):
+        raise AssertionError("played again")
+
+    monkeypatch.setattr(ident, "_episode", refuse)
+    assert len(ident.collect(path, [5], csv, workers=1, ks=(1, 2))) == 12
