@@ -46,7 +46,7 @@ def register_commands(sub: Any) -> None:
     g.add_argument("--trust-file", action="store_true", help=TRUST_FILE_HELP)
     p.set_defaults(func=cmd_train_policy)
 
-    from agents.imitation import ImitationConfig
+    from agents.imitation_config import ImitationConfig
 
     p = sub.add_parser(
         "imitate",
@@ -202,7 +202,8 @@ def cmd_train_policy(args: argparse.Namespace) -> int:
 
 def cmd_imitate(args: argparse.Namespace) -> int:
     """dus imitate."""
-    from agents.imitation import ImitationConfig, train_imitation
+    from agents.imitation import train_imitation
+    from agents.imitation_config import ImitationConfig
     from mml_backbones.cli_config import given_values
     from mml_backbones.config import from_dict
 

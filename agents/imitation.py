@@ -26,43 +26,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from agents.imitation_config import ImitationConfig
+
 #: training seeds of the demonstrations (inside the training range 0-9999, apart from the other benchmarks')
 IMITATION_SEEDS = (2000, 10_000 - 2000)
 BEHAVIOURS = ("uniform", "label", "random")
-
-
-@dataclass(frozen=True)
-class ImitationConfig:
-    """How the imitation generalist is trained (defaults: the committed policy's).
-
-    Attributes:
-        instance_set: the instance set whose train split is imitated.
-        seeds: training seeds per instance and behaviour for the first round.
-        rounds: DAgger rounds after the first fit (each plays ``seeds`` episodes per instance).
-        epochs: passes over the data per fit.
-        batch_size: minibatch size of the fit.
-        lr: Adam's learning rate.
-        weight_decay: Adam's weight decay.
-        seed: the network's initialisation and minibatch order.
-        workers: processes that play the episodes.
-    """
-
-    instance_set: str = "two_modal"
-    seeds: int = 3
-    rounds: int = 1
-    epochs: int = 200
-    batch_size: int = 256
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    seed: int = 0
-    workers: int = 1
 
 
 def family_env(instance_set: str, name: str) -> Any:  # -> DUSEnv
