@@ -148,6 +148,13 @@ def fit(model: Any, x: np.ndarray, y: np.ndarray, config: ImitationConfig) -> li
     """Fit the policy's action mean to ``y`` by mean squared error; returns each epoch's mean loss."""
     import torch
 
+    if config.augment:
+        # the run does not depend on which modality is listed first, so the label must not either
+        import dus_env
+
+        mx, my = mirror(x, y, dus_env.FAMILY_V1["observation_features"])
+        x, y = np.concatenate([x, mx]), np.concatenate([y, my])
+
     policy = model.policy
     params = [p for n, p in policy.named_parameters() if not n.startswith(("value_net", "mlp_extractor.value"))]
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -166,6 +173,22 @@ def fit(model: Any, x: np.ndarray, y: np.ndarray, config: ImitationConfig) -> li
             total += loss.item() * len(idx)
         losses.append(total / len(xt))
     return losses
+
+
+def mirror(x: np.ndarray, y: np.ndarray, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """The same decisions with the two modalities listed the other way round (entries and labels swapped)."""
+    from mml_backbones.observation import FEATURES
+
+    if y.shape[1] != 2:
+        raise ValueError(f"mirroring needs two modalities, got {y.shape[1]}")
+    order, i = [], 0
+    for name in features:
+        per_modality = FEATURES[name][0]
+        order += [i + 1, i] if per_modality else [i]
+        i += 2 if per_modality else 1
+    if i != x.shape[1]:
+        raise ValueError(f"observation has {x.shape[1]} entries, features {list(features)} give {i}")
+    return x[:, order], y[:, ::-1].copy()
 
 
 def dataset(df: pd.DataFrame, targets: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:

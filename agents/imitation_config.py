@@ -19,6 +19,8 @@ class ImitationConfig:
         weight_decay: Adam's weight decay.
         seed: the network's initialisation and minibatch order.
         workers: processes that play the episodes.
+        augment: also fit each observation with its two modalities listed the other way round (label mirrored);
+            two-modality sets only. Off in the committed policy (docs/instances.md, "The imitation generalist").
     """
 
     instance_set: str = "two_modal"
@@ -30,3 +32,4 @@ class ImitationConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     workers: int = 1
+    augment: bool = False

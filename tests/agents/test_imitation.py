@@ -91,3 +91,19 @@ def test_dus_imitate_writes_a_policy_that_loads_safely_and_resumes_its_demonstra
 def test_new_model_has_the_family_spaces(labelled_set):
     model = new_model(labelled_set, seed=0)
     assert model.action_space.shape == (2,)
+
+
+def test_mirror_swaps_each_modalitys_entries_and_the_label():
+    from agents.imitation import mirror
+    from dus_env import FAMILY_V1
+
+    features = FAMILY_V1["observation_features"]
+    x = np.arange(17, dtype=np.float32)[None]
+    mx, my = mirror(x, np.array([[0.4, -0.4]], np.float32), features)
+    # cumulative, ratio, speed, loss, allocation swap; progress (10) and the two scores (15, 16) stay
+    assert mx[0].tolist() == [1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 10, 12, 11, 14, 13, 15, 16]
+    assert my.tolist() == [[pytest.approx(-0.4), pytest.approx(0.4)]]
+    back, _ = mirror(mx, my, features)
+    assert (back == x).all()
+    with pytest.raises(ValueError, match="observation has 5 entries"):
+        mirror(x[:, :5], my, features)
