@@ -14,9 +14,11 @@ the labels, does the context in the observation carry over to instances the poli
   label.
 - **DAgger rounds.** The fitted policy then plays the train instances itself; the states it visits, labelled
   the same way, join the data and the policy is fitted again (Ross et al., 2011).
-- **Model.** An SB3 PPO actor-critic (``MlpPolicy``, 64-64) whose action mean is fitted by mean squared error;
-  the value head is left untrained (the policy only acts). It is saved with the DUS metadata, so it loads
-  without unpickling, scores with ``dus eval-policy --instances test`` and samples with ``policy:PATH.zip``.
+- **Model.** An SB3 PPO actor-critic (``MlpPolicy``, 64-64) whose action mean is fitted to the labels, by mean
+  squared error or by the grid-gain loss (``ImitationConfig.loss``), optionally on mirror-augmented data
+  (``ImitationConfig.augment``); the value head is left untrained (the policy only acts). It is saved with the
+  DUS metadata, so it loads without unpickling, scores with ``dus eval-policy --instances test`` and samples with
+  ``policy:PATH.zip``.
 
 ``dus imitate --set two_modal --out DIR`` runs it; ``demonstrations.csv`` in the run directory keeps every
 episode's observations as they are collected (a re-run resumes).
@@ -38,6 +40,9 @@ from agents.imitation_config import ImitationConfig
 #: training seeds of the demonstrations (inside the training range 0-9999, apart from the other benchmarks')
 IMITATION_SEEDS = (2000, 10_000 - 2000)
 BEHAVIOURS = ("uniform", "label", "random")
+#: n_0 / B of the oracle cache's constant shares (uniform is 1, the action bounds 0.25 and 1.75): the gain curve's grid
+GAIN_GRID = (0.25, 0.5, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75)
+GAIN_TEMPERATURE = 2.0  # the family's equal-budget mapper (ActionMapper.temperature); a test pins the match
 
 
 def family_env(instance_set: str, name: str) -> Any:  # -> DUSEnv
@@ -144,22 +149,32 @@ def _first_train(instance_set: str) -> str:
     return load_instance_set(instance_set).names("train")[0]
 
 
-def fit(model: Any, x: np.ndarray, y: np.ndarray, config: ImitationConfig) -> list[float]:
-    """Fit the policy's action mean to ``y`` by mean squared error; returns each epoch's mean loss."""
+def fit(
+    model: Any, x: np.ndarray, y: np.ndarray, config: ImitationConfig, curves: np.ndarray | None = None
+) -> list[float]:
+    """Fit the policy's action mean to the labels ``y`` (``config.loss``); returns each epoch's mean loss.
+
+    ``curves`` holds each row's gain curve on ``GAIN_GRID`` (``gain_curves``); the "grid_gain" loss needs it.
+    """
     import torch
 
+    if config.loss == "grid_gain" and curves is None:
+        raise ValueError("the grid_gain loss needs each row's gain curve (curves=...)")
     if config.augment:
         # the run does not depend on which modality is listed first, so the label must not either
         import dus_env
 
         mx, my = mirror(x, y, dus_env.FAMILY_V1["observation_features"])
         x, y = np.concatenate([x, mx]), np.concatenate([y, my])
+        if curves is not None:  # n_0 of the mirrored run is 2B - n_0 of the original: the grid reversed
+            curves = np.concatenate([curves, curves[:, ::-1]])
 
     policy = model.policy
     params = [p for n, p in policy.named_parameters() if not n.startswith(("value_net", "mlp_extractor.value"))]
     opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.float32)
+    ct = None if curves is None else torch.as_tensor(np.ascontiguousarray(curves), dtype=torch.float32)
     losses = []
     for _ in range(config.epochs):
         order, total = torch.randperm(len(xt), generator=gen), 0.0
@@ -167,12 +182,61 @@ def fit(model: Any, x: np.ndarray, y: np.ndarray, config: ImitationConfig) -> li
             idx = order[i : i + config.batch_size]
             mean = policy.get_distribution(xt[idx]).distribution.mean
             loss = torch.nn.functional.mse_loss(mean, yt[idx])
+            if config.loss == "grid_gain":
+                loss = config.mse_weight * loss - interpolate(share_n0(mean), ct[idx]).mean()
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         losses.append(total / len(xt))
     return losses
+
+
+def gain_curves(instance_set: str, clip: bool = True) -> dict[str, np.ndarray]:
+    """Train instance -> its gate-seed gain over uniform (points) at each n_0 / B of ``GAIN_GRID``.
+
+    The gains are the oracle cache's constant shares (uniform is 0). With ``clip``, where the oracle has no
+    headroom the positives are set to 0: a gain no interval supports is noise, and there the label is uniform.
+    """
+    from agents.oracle import load_oracles
+
+    out = {}
+    for name, o in load_oracles(instance_set).items():
+        if o.split != "train":
+            continue
+        if len(o.modalities) != 2:
+            raise ValueError(f"gain curves need two modalities; {name} has {len(o.modalities)}")
+        gains = {1.0: 0.0}
+        for label, (mean, _, _) in o.shares.items():  # "weak favoured 16/112": n_m in modality order
+            n0, n1 = (int(v) for v in label.split()[-1].split("/"))
+            gains[round(2 * n0 / (n0 + n1), 4)] = mean
+        missing = [r for r in GAIN_GRID if r not in gains]
+        if missing:
+            raise ValueError(f"{name}: the oracle cache has no share with n_0 / B in {missing}")
+        curve = np.array([gains[r] for r in GAIN_GRID], np.float32)
+        out[name] = curve if o.headroom or not clip else np.minimum(curve, 0.0)
+    return out
+
+
+def share_n0(mean: Any) -> Any:  # torch.Tensor -> torch.Tensor
+    """n_0 / B the family's mapper plays for box actions ``mean`` (N, 2), differentiably (the floor as a clamp)."""
+    import torch
+
+    a = torch.clamp(mean, -1.0, 1.0)  # the environment clips out-of-range actions
+    n0 = 2 * torch.sigmoid(GAIN_TEMPERATURE * (a[:, 0] - a[:, 1]))
+    return torch.clamp(n0, GAIN_GRID[0], GAIN_GRID[-1])
+
+
+def interpolate(n0: Any, curves: Any) -> Any:  # torch.Tensor, torch.Tensor -> torch.Tensor
+    """Each row's gain curve (N, len(GAIN_GRID)) read at its n_0 / B (N,), linearly between the grid's points."""
+    import torch
+
+    grid = torch.as_tensor(GAIN_GRID, dtype=torch.float32)
+    i = torch.clamp(torch.searchsorted(grid, n0.detach().contiguous()) - 1, 0, len(GAIN_GRID) - 2)
+    w = (n0 - grid[i]) / (grid[i + 1] - grid[i])
+    c0 = curves.gather(1, i[:, None])[:, 0]
+    c1 = curves.gather(1, (i + 1)[:, None])[:, 0]
+    return c0 + w * (c1 - c0)
 
 
 def mirror(x: np.ndarray, y: np.ndarray, features: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -198,6 +262,11 @@ def dataset(df: pd.DataFrame, targets: dict[str, np.ndarray]) -> tuple[np.ndarra
     return x, y
 
 
+def row_curves(df: pd.DataFrame, curves: dict[str, np.ndarray] | None) -> np.ndarray | None:
+    """Each row's gain curve (None when the loss needs none)."""
+    return None if curves is None else np.stack([curves[n] for n in df["instance"]])
+
+
 def train_imitation(config: ImitationConfig, out: Path) -> Path:
     """Collect, fit, run the DAgger rounds and save ``out/policy.zip`` (with ``train_config.json``, ``fit.json``)."""
     import torch
@@ -209,11 +278,12 @@ def train_imitation(config: ImitationConfig, out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(config), indent=2))
     targets = labels(config.instance_set)
+    curves = gain_curves(config.instance_set) if config.loss == "grid_gain" else None
     seeds = list(range(IMITATION_SEEDS[0], IMITATION_SEEDS[0] + config.seeds))
     df = collect(config.instance_set, seeds, BEHAVIOURS, out / "demonstrations.csv", targets, config.workers)
     model = new_model(config.instance_set, config.seed)
     history = [{"round": 0, "episodes": int(df.groupby(["instance", "seed", "behaviour"]).ngroups)}]
-    history[-1]["final_loss"] = fit(model, *dataset(df, targets), config)[-1]
+    history[-1]["final_loss"] = fit(model, *dataset(df, targets), config, row_curves(df, curves))[-1]
     env = family_env(config.instance_set, _first_train(config.instance_set))
     meta = policy_metadata(env, "ppo", "dus_env/DUS-Family-v1", {"seed": config.seed, "trained_by": "imitation"})
     path = save_policy(model, out / "policy.zip", meta)
@@ -226,7 +296,7 @@ def train_imitation(config: ImitationConfig, out: Path) -> Path:
         df = pd.concat([df, visited], ignore_index=True)
         model = new_model(config.instance_set, config.seed)
         history.append({"round": r, "episodes": int(df.groupby(["instance", "seed", "behaviour"]).ngroups)})
-        history[-1]["final_loss"] = fit(model, *dataset(df, targets), config)[-1]
+        history[-1]["final_loss"] = fit(model, *dataset(df, targets), config, row_curves(df, curves))[-1]
         path = save_policy(model, out / "policy.zip", meta)
     (out / "fit.json").write_text(json.dumps(history, indent=2))
     return path

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+LOSSES = ("mse", "grid_gain")
+
 
 @dataclass(frozen=True)
 class ImitationConfig:
@@ -20,7 +22,14 @@ class ImitationConfig:
         seed: the network's initialisation and minibatch order.
         workers: processes that play the episodes.
         augment: also fit each observation with its two modalities listed the other way round (label mirrored);
-            two-modality sets only. Off in the committed policy (docs/instances.md, "The imitation generalist").
+            two-modality sets only.
+        loss: "mse" fits the action mean to the label; "grid_gain" maximises the instance's gate-seed gain at
+            the share the action plays (its oracle curve, interpolated; positives set to 0 where the oracle has no
+            headroom), plus mse_weight times the MSE; two-modality sets only.
+        mse_weight: the MSE's weight in the "grid_gain" loss.
+
+    The committed generalist uses ``augment=True, loss="grid_gain"``, chosen by the leave-one-instance-out check
+    of ``benchmarks.imitation_loo`` on train instances (docs/instances.md, "The imitation generalist").
     """
 
     instance_set: str = "two_modal"
@@ -33,3 +42,13 @@ class ImitationConfig:
     seed: int = 0
     workers: int = 1
     augment: bool = False
+    loss: str = "mse"
+    mse_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        from mml_backbones.errors import ConfigError
+
+        if self.loss not in LOSSES:
+            raise ConfigError(f"unknown imitation loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        if self.mse_weight < 0:
+            raise ConfigError(f"mse_weight must be >= 0, got {self.mse_weight}")

@@ -87,6 +87,19 @@ def test_dus_imitate_writes_a_policy_that_loads_safely_and_resumes_its_demonstra
     monkeypatch.setattr(imitation, "play", refuse)
     assert main(args) == 0  # every episode is on disk: the re-run only fits
 
+    # the leave-one-instance-out check on the recorded decisions: a row per (variant, held-out instance), resumable
+    from benchmarks import imitation_loo
+
+    loo = tmp_path / "loo.csv"
+    loo_args = ["--run", str(out), "--set", labelled_set, "--variants", "mse", "grid_gain + augment", "--out", str(loo)]
+    assert imitation_loo.main(loo_args) == 0
+    rows = pd.read_csv(loo)
+    assert len(rows) == 6 and set(rows["instance"]) == {"s0", "s1-weak-first", "s2-adam"}
+    assert rows["played n0/B"].between(0.25, 1.75).all() and rows["label n0/B"].between(0.25, 1.75).all()
+    assert "| grid_gain + augment |" in loo.with_suffix(".md").read_text()
+    monkeypatch.setattr(imitation_loo, "leave_one_out", refuse)
+    assert imitation_loo.main(loo_args) == 0  # both variants are on record
+
 
 def test_new_model_has_the_family_spaces(labelled_set):
     model = new_model(labelled_set, seed=0)
@@ -107,3 +120,57 @@ def test_mirror_swaps_each_modalitys_entries_and_the_label():
     assert (back == x).all()
     with pytest.raises(ValueError, match="observation has 5 entries"):
         mirror(x[:, :5], my, features)
+
+
+def test_share_n0_is_the_share_the_family_mapper_plays(labelled_set):
+    import torch
+
+    from agents.imitation import family_env, share_n0
+
+    env = family_env(labelled_set, "s0")
+    b = env.config.trainer.batch_size
+    actions = np.random.default_rng(0).uniform(-1.3, 1.3, (200, 2)).astype(np.float32)
+    played = np.array([env.mapper.action_to_quantities(a, b)[0] / b for a in actions])
+    found = share_n0(torch.as_tensor(actions)).numpy()
+    assert np.abs(found - played).max() <= 1.0 / b + 1e-6  # the mapper rounds to whole samples
+
+
+def test_gain_curves_are_the_oracle_shares_with_unsupported_gains_clipped(labelled_set):
+    from agents.imitation import GAIN_GRID, gain_curves
+    from agents.oracle import load_oracles
+
+    oracles = load_oracles(labelled_set)
+    raw, clipped = gain_curves(labelled_set, clip=False), gain_curves(labelled_set)
+    assert set(raw) == {"s0", "s1-weak-first", "s2-adam"}
+    for name, curve in raw.items():
+        assert curve.shape == (len(GAIN_GRID),) and curve[GAIN_GRID.index(1.0)] == 0.0  # uniform
+        # every grid point is one of the cache's shares (uniform aside)
+        shares = sorted(round(m, 4) for m, _, _ in oracles[name].shares.values())
+        assert sorted(round(float(v), 4) for i, v in enumerate(curve) if GAIN_GRID[i] != 1.0) == shares
+    assert (clipped["s0"] == raw["s0"]).all()  # headroom: kept as it is
+    assert (clipped["s2-adam"] <= 0).all() and (clipped["s2-adam"] == np.minimum(raw["s2-adam"], 0)).all()
+
+
+def test_the_grid_gain_loss_moves_each_share_to_its_curves_peak():
+    from agents.imitation import GAIN_GRID
+
+    model = new_model_stub()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (400, model.observation_space.shape[0])).astype(np.float32)
+    first = x[:, 0] > 0.5
+    peak_low = -np.abs(np.array(GAIN_GRID) - 0.25)  # best at the floor of modality 0
+    curves = np.where(first[:, None], peak_low, peak_low[::-1]).astype(np.float32)
+    y = np.zeros((len(x), 2), np.float32)  # the labels say uniform; the curves say otherwise
+    config = ImitationConfig(epochs=80, batch_size=64, lr=3e-3, loss="grid_gain", mse_weight=0.0)
+    with pytest.raises(ValueError, match="needs each row's gain curve"):
+        fit(model, x, y, config)
+    fit(model, x, y, config, curves)
+    mean, _ = model.predict(x, deterministic=True)
+    assert np.mean((mean[:, 0] < mean[:, 1]) == first) > 0.9
+
+
+def test_an_unknown_imitation_loss_is_refused():
+    from mml_backbones.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown imitation loss 'l1'"):
+        ImitationConfig(loss="l1")
