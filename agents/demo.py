@@ -64,6 +64,12 @@ def plot_quantities(run_root: Path, samplers: list[str], seed: int, path: Path) 
     plt.close(fig)
 
 
+def trained_on(default: str = "two_modal") -> str:
+    """The instance set whose train instances the committed generalist imitated (its ``train_config.json``)."""
+    config = committed_policy(COMMITTED_GENERALIST).parent / "train_config.json"
+    return json.loads(config.read_text()).get("instance_set", default) if config.exists() else default
+
+
 def committed_policy(relative: str | None = None) -> Path:
     """A committed policy's absolute path (the demo's by default); a clear error when this checkout lacks it."""
     relative = relative or COMMITTED_POLICY
@@ -230,7 +236,7 @@ def run_demo(
     if instances:
         iseeds = eval_seeds(instance_seeds)
         print(
-            f"[4/4] the instance-set generalist ({COMMITTED_GENERALIST}, dus imitate on {instance_set}'s train "
+            f"[4/4] the instance-set generalist ({COMMITTED_GENERALIST}, dus imitate on {trained_on()}'s train "
             f"instances) on test instances it never saw, {len(iseeds)} held-out seeds each, kept epoch's validation "
             "score paired with uniform ...",
             flush=True,

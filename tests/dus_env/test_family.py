@@ -126,9 +126,10 @@ def structure_seed(instance) -> int:
     return options["structure_seed"] if "structure_seed" in options else options["spec"]["structure_seed"]
 
 
-def test_the_shipped_set_poses_a_contextual_decision():
-    assert "two_modal" in list_instance_sets()
-    s = load_instance_set("two_modal")
+@pytest.mark.parametrize("name", ["two_modal", "two_modal_plus"])
+def test_the_shipped_set_poses_a_contextual_decision(name):
+    assert name in list_instance_sets()
+    s = load_instance_set(name)
     train, test = s.split("train"), s.split("test")
     assert len(train) >= 16 and len(test) >= 8
     for split in (train, test):  # the weak (or uninformative) modality is not always in the same position
@@ -147,3 +148,15 @@ def test_the_shipped_set_poses_a_contextual_decision():
             opts = c.dataset_options
             n = opts.get("n_train") or opts["spec"]["n_train"]
             assert math.ceil(math.ceil(n / c.batch_size) * c.epochs / c.decision_interval) == 16, inst.name
+
+
+def test_two_modal_plus_adds_train_instances_only_and_caches_every_oracle():
+    from agents.oracle import load_oracles
+
+    base, plus = load_instance_set("two_modal"), load_instance_set("two_modal_plus")
+    assert plus.names("test") == base.names("test")  # scored on the same unseen runs
+    assert set(base.names("train")) < set(plus.names("train")) and len(plus.names("train")) == 24
+    oracles, base_oracles = load_oracles("two_modal_plus"), load_oracles("two_modal")
+    assert set(oracles) == set(plus.names("train")) | set(plus.names("test"))
+    for name, o in base_oracles.items():  # the shared instances are the same runs: the same oracle
+        assert (oracles[name].share, oracles[name].gain) == (o.share, o.gain)
