@@ -42,7 +42,6 @@ IMITATION_SEEDS = (2000, 10_000 - 2000)
 BEHAVIOURS = ("uniform", "label", "random")
 #: n_0 / B of the oracle cache's constant shares (uniform is 1, the action bounds 0.25 and 1.75): the gain curve's grid
 GAIN_GRID = (0.25, 0.5, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75)
-GAIN_TEMPERATURE = 2.0  # the family's equal-budget mapper (ActionMapper.temperature); a test pins the match
 
 
 def family_env(instance_set: str, name: str) -> Any:  # -> DUSEnv
@@ -222,9 +221,12 @@ def share_n0(mean: Any) -> Any:  # torch.Tensor -> torch.Tensor
     """n_0 / B the family's mapper plays for box actions ``mean`` (N, 2), differentiably (the floor as a clamp)."""
     import torch
 
+    from dus_env.actions import ActionMapper
+    from mml_backbones.quantities import QuantityBounds
+
     a = torch.clamp(mean, -1.0, 1.0)  # the environment clips out-of-range actions
-    n0 = 2 * torch.sigmoid(GAIN_TEMPERATURE * (a[:, 0] - a[:, 1]))
-    return torch.clamp(n0, GAIN_GRID[0], GAIN_GRID[-1])
+    n0 = 2 * torch.sigmoid(ActionMapper.temperature * (a[:, 0] - a[:, 1]))  # weights exp(temperature * a)
+    return torch.clamp(n0, QuantityBounds.low, 2 - QuantityBounds.low)  # each modality keeps its floor
 
 
 def interpolate(n0: Any, curves: Any) -> Any:  # torch.Tensor, torch.Tensor -> torch.Tensor
