@@ -18,6 +18,7 @@ from scipy import stats
 from tqdm.auto import tqdm
 
 from dus_env.env import DUSEnv
+from mml_backbones.errors import ConfigError
 from mml_backbones.samplers import Sampler
 from mml_backbones.trainer import Trainer, TrainerConfig
 
@@ -49,6 +50,13 @@ class Episode:
 
 def run_episode(env: DUSEnv, sampler: Sampler, seed: int) -> Episode:
     """Run one episode of ``env`` with ``sampler`` choosing the quantities."""
+    wanted = getattr(sampler, "validation_context", None)  # a learned policy's; rules read no validation
+    if wanted is not None and wanted != env.config.trainer.validation_context:
+        raise ConfigError(
+            f"{sampler!r} reads the validation context at every {wanted}, this environment refreshes it at every "
+            f"{env.config.trainer.validation_context}: make it with validation_context={wanted!r} (DUS-Family-v2 "
+            "for 'decision')"
+        )
     env.reset(seed=seed)
     ret, quantities, cumulative = 0.0, [], []
     while True:

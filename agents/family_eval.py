@@ -76,13 +76,18 @@ def evaluate_instances(
     bar = tqdm(total=len(instances) * per_instance * len(seeds), unit="ep", disable=not progress, leave=False)
     rows = []
     for inst in instances:
-        env = oracle_env(s, inst.name, **env_kwargs)
-        mods, b = tuple(env.modalities), env.config.trainer.batch_size
+        envs = {"epoch": oracle_env(s, inst.name, **env_kwargs)}
+        mods, b = tuple(envs["epoch"].modalities), envs["epoch"].config.trainer.batch_size
         chosen: dict[str, SamplerSource] = {UNIFORM: UNIFORM, **samplers} if uniform else dict(samplers)
         if oracles is not None and inst.name in oracles:
             chosen[ORACLE] = oracles[inst.name].sampler_spec
         for name, source in chosen.items():
             sampler = _sampler(source, mods, b)
+            # a DUS-Family-v2 policy reads the validation context at every decision; the score is the same either way
+            context = getattr(sampler, "validation_context", None) or "epoch"
+            if context not in envs:
+                envs[context] = oracle_env(s, inst.name, **{**env_kwargs, "validation_context": context})
+            env = envs[context]
             bar.set_postfix(instance=inst.name, sampler=name)
             for seed in seeds:
                 ep = run_episode(env, sampler, seed)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from agents.imitation_config import ImitationConfig
+from agents.imitation_config import FAMILY_ENV_IDS, ImitationConfig
 
 #: training seeds of the demonstrations (inside the training range 0-9999, apart from the other benchmarks')
 IMITATION_SEEDS = (2000, 10_000 - 2000)
@@ -44,12 +44,13 @@ BEHAVIOURS = ("uniform", "label", "random")
 GAIN_GRID = (0.25, 0.5, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75)
 
 
-def family_env(instance_set: str, name: str) -> Any:  # -> DUSEnv
-    """Instance ``name`` as DUS-Family-v1 observes it, without the reference run (labels need no reward)."""
+def family_env(instance_set: str, name: str, env_id: str = FAMILY_ENV_IDS[0]) -> Any:  # -> DUSEnv
+    """Instance ``name`` as ``env_id`` observes it, without the reference run (labels need no reward)."""
     import dus_env
     from dus_env.family import DUSFamilyEnv
 
-    kwargs = {**dus_env.FAMILY_V1, "reference": False, "reward": "delta_val_acc"}
+    settings = {k: v for k, v in dus_env.FAMILY_IDS[env_id].items() if k not in ("instance_set", "split", "sampling")}
+    kwargs = {**settings, "reference": False, "reward": "delta_val_acc"}
     return DUSFamilyEnv(instance_set, instance=name, **kwargs).instance_env(name)
 
 
@@ -71,13 +72,19 @@ def labels(instance_set: str) -> dict[str, np.ndarray]:
 
 
 def play(
-    instance_set: str, name: str, seed: int, behaviour: str, label: np.ndarray, policy: str | None = None
+    instance_set: str,
+    name: str,
+    seed: int,
+    behaviour: str,
+    label: np.ndarray,
+    policy: str | None = None,
+    env_id: str = FAMILY_ENV_IDS[0],
 ) -> list[dict[str, Any]]:
     """One episode of ``behaviour`` on instance ``name``: a row per decision with the observation it acted on."""
     import torch
 
     torch.set_num_threads(1)
-    env = family_env(instance_set, name)
+    env = family_env(instance_set, name, env_id)
     model = None
     if behaviour == "policy":
         from agents.policy_io import load_policy
@@ -113,6 +120,7 @@ def collect(
     targets: dict[str, np.ndarray],
     workers: int = 1,
     policy: str | None = None,
+    env_id: str = FAMILY_ENV_IDS[0],
 ) -> pd.DataFrame:
     """Play (or finish) the episodes, appending each to ``csv`` as it ends; all the rows of those episodes."""
     from agents.episode_log import numeric_frame, play_logged
@@ -124,7 +132,7 @@ def collect(
     done = {(r["instance"], int(r["seed"]), r["behaviour"]) for r in rows}
     names = load_instance_set(instance_set).names("train")
     todo = [(n, s, b) for s in seeds for n in names for b in behaviours if (n, s, b) not in done]
-    play_logged(log, rows, play, [(instance_set, n, s, b, targets[n], policy) for n, s, b in todo], workers)
+    play_logged(log, rows, play, [(instance_set, n, s, b, targets[n], policy, env_id) for n, s, b in todo], workers)
     df = numeric_frame(rows, ("instance", "behaviour"))
     keep = df["seed"].isin(list(seeds)) & df["behaviour"].isin(list(behaviours))
     return df[keep].reset_index(drop=True)
@@ -282,18 +290,27 @@ def train_imitation(config: ImitationConfig, out: Path) -> Path:
     targets = labels(config.instance_set)
     curves = gain_curves(config.instance_set) if config.loss == "grid_gain" else None
     seeds = list(range(IMITATION_SEEDS[0], IMITATION_SEEDS[0] + config.seeds))
-    df = collect(config.instance_set, seeds, BEHAVIOURS, out / "demonstrations.csv", targets, config.workers)
+    df = collect(
+        config.instance_set, seeds, BEHAVIOURS, out / "demonstrations.csv", targets, config.workers, env_id=config.env
+    )
     model = new_model(config.instance_set, config.seed)
     history = [{"round": 0, "episodes": int(df.groupby(["instance", "seed", "behaviour"]).ngroups)}]
     history[-1]["final_loss"] = fit(model, *dataset(df, targets), config, row_curves(df, curves))[-1]
-    env = family_env(config.instance_set, _first_train(config.instance_set))
-    meta = policy_metadata(env, "ppo", "dus_env/DUS-Family-v1", {"seed": config.seed, "trained_by": "imitation"})
+    env = family_env(config.instance_set, _first_train(config.instance_set), config.env)
+    meta = policy_metadata(env, "ppo", config.env, {"seed": config.seed, "trained_by": "imitation"})
     path = save_policy(model, out / "policy.zip", meta)
     for r in range(1, config.rounds + 1):
         # each round's episodes use fresh seeds, so the policy's own states are new runs, not replays
         round_seeds = [s + 100 * r for s in seeds]
         visited = collect(
-            config.instance_set, round_seeds, ["policy"], out / f"dagger_{r}.csv", targets, config.workers, str(path)
+            config.instance_set,
+            round_seeds,
+            ["policy"],
+            out / f"dagger_{r}.csv",
+            targets,
+            config.workers,
+            str(path),
+            config.env,
         )
         df = pd.concat([df, visited], ignore_index=True)
         model = new_model(config.instance_set, config.seed)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 LOSSES = ("mse", "grid_gain")
+#: the family environments a generalist can imitate in (v2 refreshes the validation context at every decision)
+FAMILY_ENV_IDS = ("dus_env/DUS-Family-v1", "dus_env/DUS-Family-v2")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,9 @@ class ImitationConfig:
             the share the action plays (its oracle curve, interpolated; positives set to 0 where the oracle has no
             headroom), plus mse_weight times the MSE; two-modality sets only.
         mse_weight: the MSE's weight in the "grid_gain" loss.
+        env: the family environment whose observations the policy is trained on and reads when it plays;
+            ``dus_env/DUS-Family-v2`` refreshes the validation context at every decision, and a policy trained
+            there asks ``fit`` for it too (``PolicySampler.validation_context``).
 
     The committed generalist uses ``augment=True, loss="grid_gain"``, chosen by the leave-one-instance-out check
     of ``benchmarks.imitation_loo`` on train instances (docs/instances.md, "The imitation generalist").
@@ -44,11 +49,14 @@ class ImitationConfig:
     augment: bool = False
     loss: str = "mse"
     mse_weight: float = 0.1
+    env: str = FAMILY_ENV_IDS[0]
 
     def __post_init__(self) -> None:
         from mml_backbones.errors import ConfigError
 
         if self.loss not in LOSSES:
             raise ConfigError(f"unknown imitation loss {self.loss!r}; valid: {', '.join(LOSSES)}")
+        if self.env not in FAMILY_ENV_IDS:
+            raise ConfigError(f"unknown family environment {self.env!r}; valid: {', '.join(FAMILY_ENV_IDS)}")
         if self.mse_weight < 0:
             raise ConfigError(f"mse_weight must be >= 0, got {self.mse_weight}")

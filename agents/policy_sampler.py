@@ -30,7 +30,9 @@ class PolicySampler:
 
     ``decision_interval`` is the number of iterations between decisions the policy was trained with (from its
     metadata's ``env_config``; None for a policy saved without it). ``dus train --sampler policy:...`` runs with
-    it unless ``--decision-interval`` is given, and says which one it used.
+    it unless ``--decision-interval`` is given, and says which one it used. ``validation_context`` is when the
+    policy's training refreshed the observation's validation features; ``fit`` honours a policy's "decision"
+    (``DUS-Family-v2``) by validating before every decision.
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", trust_file: bool = False) -> None:
@@ -43,6 +45,8 @@ class PolicySampler:
         low, _ = feature_bounds(self.features, self.num_modalities)
         trainer = (meta.get("env_config") or {}).get("trainer") or {}
         self.decision_interval: int | None = trainer.get("decision_interval")
+        #: "decision" for a policy trained on DUS-Family-v2: fit then refreshes its validation context every decision
+        self.validation_context: str = trainer.get("validation_context", "epoch")
         shape = getattr(self.model.observation_space, "shape", None)
         if shape != low.shape:
             raise DataError(

@@ -49,7 +49,9 @@ FEATURE_SETS = {
 }
 
 
-def _episode(instance_set: str, name: str, seed: int, policy: str, ks: tuple[int, ...]) -> list[dict[str, Any]]:
+def _episode(
+    instance_set: str, name: str, seed: int, policy: str, ks: tuple[int, ...], validation_context: str = "epoch"
+) -> list[dict[str, Any]]:
     """The observation after each k of ``ks`` decisions of one run (uniform or random actions)."""
     import torch
 
@@ -57,7 +59,7 @@ def _episode(instance_set: str, name: str, seed: int, policy: str, ks: tuple[int
     from mml_backbones.observation import CONTEXT_FEATURES
 
     torch.set_num_threads(1)
-    env = oracle_env(instance_set, name, observation_features=CONTEXT_FEATURES)
+    env = oracle_env(instance_set, name, observation_features=CONTEXT_FEATURES, validation_context=validation_context)
     rng = np.random.default_rng([seed, 17])
     env.reset(seed=seed)
     rows = []
@@ -71,7 +73,14 @@ def _episode(instance_set: str, name: str, seed: int, policy: str, ks: tuple[int
     return rows
 
 
-def collect(instance_set: str, seeds: list[int], csv: Path, workers: int, ks: tuple[int, ...] = KS) -> pd.DataFrame:
+def collect(
+    instance_set: str,
+    seeds: list[int],
+    csv: Path,
+    workers: int,
+    ks: tuple[int, ...] = KS,
+    validation_context: str = "epoch",
+) -> pd.DataFrame:
     """Run (or finish) the episodes; one row per (instance, seed, policy, k) with the observation vector."""
     from agents.episode_log import numeric_frame, play_logged
     from dus_env.family import load_instance_set
@@ -82,7 +91,7 @@ def collect(instance_set: str, seeds: list[int], csv: Path, workers: int, ks: tu
     done = {(r["instance"], int(r["seed"]), r["policy"]) for r in rows}
     names = load_instance_set(instance_set).names("train")
     todo = [(n, s, p) for s in seeds for n in names for p in ("uniform", "random") if (n, s, p) not in done]
-    play_logged(log, rows, _episode, [(instance_set, n, s, p, ks) for n, s, p in todo], workers)
+    play_logged(log, rows, _episode, [(instance_set, n, s, p, ks, validation_context) for n, s, p in todo], workers)
     df = numeric_frame(rows, ("instance", "policy"))
     return df[df["seed"].isin(seeds)]
 
@@ -158,11 +167,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--set", default="two_modal")
     p.add_argument("--seeds", type=int, default=4, help="training seeds per instance and action policy")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--validation-context",
+        default="epoch",
+        choices=["epoch", "decision"],
+        help="when the validation features are refreshed: epoch ends (DUS-Family-v1) or every decision (-v2)",
+    )
     p.add_argument("--csv", default=str(RESULTS / "family_identifiability.csv"))
     p.add_argument("--md", default=str(RESULTS / "family_identifiability.md"))
     args = p.parse_args(argv)
     seeds = list(range(TRAIN_SEED_RANGE[0] + 100, TRAIN_SEED_RANGE[0] + 100 + args.seeds))
-    df = collect(args.set, seeds, Path(args.csv), args.workers)
+    df = collect(args.set, seeds, Path(args.csv), args.workers, validation_context=args.validation_context)
     oracles = load_oracles(args.set)
     labels = {k: o.direction for k, o in oracles.items() if o.split == "train"}
     table = accuracy_table(df, labels)
@@ -170,7 +185,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     publish(
         args.md,
         f"Oracle direction of the {len(labels)} train instances of {args.set!r}: {counts}. Leave-one-instance-out "
-        f"accuracy, {args.seeds} training seeds per instance ({seeds[0]}..{seeds[-1]}):",
+        f"accuracy, {args.seeds} training seeds per instance ({seeds[0]}..{seeds[-1]}); validation context "
+        f"refreshed at every {args.validation_context} end:".replace("decision end", "decision"),
         table.round(3).to_markdown(index=False),
     )
     return table

@@ -19,6 +19,8 @@ instance set's train or test split, with the validation context in the observati
 
     dus_env/DUS-Family-v1     gymnasium.make(id, instance_set="two_modal", split="train"|"test",
                               sampling="random"|"round_robin", instance=NAME to replay one)
+    dus_env/DUS-Family-v2     the same, with the validation context refreshed at every decision
+                              (``validation_context="decision"``), not only at epoch ends
 
 v0, the first release (Adam 1e-3, 4 epochs, a free quantity per modality, delta_val_acc on a 1000-sample
 validation subset, the cumulative/ratio/progress observation), kept working and reproducible: DUS-v0,
@@ -96,8 +98,12 @@ FAMILY_V1: dict[str, Any] = {
     **{k: V1[k] for k in ("action_budget", "reference", "reward", "val_max_samples")},
     "observation_features": CONTEXT_FEATURES,
 }
+#: v2: the validation context is refreshed at every decision, so a policy reads the run before its first epoch end
+FAMILY_V2: dict[str, Any] = {**FAMILY_V1, "validation_context": "decision"}
+_FAMILY_DRAW = {"instance_set": "two_modal", "split": "train", "sampling": "random"}
 FAMILY_IDS: dict[str, dict[str, Any]] = {
-    "dus_env/DUS-Family-v1": {**FAMILY_V1, "instance_set": "two_modal", "split": "train", "sampling": "random"},
+    "dus_env/DUS-Family-v1": {**FAMILY_V1, **_FAMILY_DRAW},
+    "dus_env/DUS-Family-v2": {**FAMILY_V2, **_FAMILY_DRAW},
 }
 for _id, _kwargs in FAMILY_IDS.items():
     if _id not in registry:  # gymnasium.make_vec(id, num_envs=K): K runs of one instance per round, batched
@@ -122,6 +128,7 @@ __all__ = [
     "ENV_IDS",
     "FAMILY_IDS",
     "FAMILY_V1",
+    "FAMILY_V2",
     "TINY",
     "V0",
     "V1",

@@ -22,7 +22,9 @@ callback of the core, inside a step or at its end alike) the runs are validated 
 score so far; the validation context of the observation's ``val_*`` features is recorded then too. Each member's
 metrics carry ``selected``, that kept score (the score at reset before the first epoch end), and
 ``selected_epoch``; the ``*_selected_*`` rewards are built on them, so their return is what ``fit`` of the same run
-reports. At an epoch end that is also a step end the epoch's validation pass serves both.
+reports. At an epoch end that is also a step end the epoch's validation pass serves both. With
+``validation_context = "decision"`` the step's validation pass also refreshes each run's validation context
+(``EpochSelection.probe``), as ``fit`` does before each decision.
 
 The reference reads the training and validation splits only; so does everything here.
 """
@@ -198,6 +200,9 @@ class Episodes:
         else:
             predictions = t.predict_each("val", self.config.trainer.val_max_samples)
         metrics = [_metrics(t, pred, k) for k, pred in enumerate(predictions)]
+        if self.config.trainer.validation_context == "decision":  # what fit's probe before a decision sees
+            for k, (selection, pred) in enumerate(zip(self._selections, predictions)):
+                selection.probe(t, run=k, predictions=pred)
         if not self._initial:  # at reset: the score each kept score starts from
             name = self.config.trainer.selection_metric
             self._initial = [

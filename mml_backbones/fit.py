@@ -175,7 +175,9 @@ def fit(
 
     Args:
         trainer: a Trainer, fresh or (with ``resume``) to be restored from ``run_dir``.
-        sampler: called every ``decision_interval`` iterations with the observation; uniform by default.
+        sampler: called every ``decision_interval`` iterations with the observation; uniform by default. With
+            ``validation_context = "decision"`` in the trainer's config, or on the sampler (a policy trained on
+            ``DUS-Family-v2``), the observation's validation features are refreshed before every decision.
         run_dir: where config, metrics, checkpoints and the final report go (None: nothing written).
         resume: continue from ``run_dir``'s last checkpoint when there is one.
         progress: show a tqdm progress bar (loss and the last validation accuracy beside it).
@@ -204,9 +206,12 @@ def fit(
     bar = tqdm(total=t.total_iterations, initial=t.iteration, disable=not progress, unit="it", leave=False)
     t.epoch_callbacks.append(sel.on_epoch_end)
     shown_epoch = t.epoch
+    probe = "decision" in (t.config.validation_context, getattr(sampler, "validation_context", "epoch"))
     try:
         while not t.done:
             if t.controller.decision_due:
+                if probe:
+                    sel.selection.probe(t)
                 obs = t.observation()
                 q = t.decide(sampler(obs))
                 sel.log_decision(q, obs.cumulative)

@@ -8,7 +8,9 @@ run reports (``Trainer.fit(...).val[selection_metric]``), not the last epoch's.
 
 At every epoch end it also hands the run's controller the validation context (each head's validation accuracy,
 its train-validation gap, the run's score and how far below its best it is), which the observation's ``val_*``
-features read (``mml_backbones.observation``).
+features read (``mml_backbones.observation``). With ``TrainerConfig.validation_context = "decision"``
+(``DUS-Family-v2``) ``EpochSelection.probe`` refreshes that context before every decision as well, without
+touching the kept epoch.
 """
 
 from __future__ import annotations
@@ -79,31 +81,27 @@ class EpochSelection:
         ``predictions``: the run's validation predictions now, when the caller has them already (the environment
         predicts every run of its core in one pass); None predicts them here.
         """
-        t, r = trainer, trainer.runs[run]
-        pred = predictions
-        if pred is None:
-            pred, _ = t.predict("val", max_samples=r.config.val_max_samples, run=run)
-        selected = r.method.select_on_validation(pred)
-        metrics = t.metrics_of(pred, run=run)
-        score = float(metrics[r.config.selection_metric])
+        t = trainer
+        pred, metrics, score = _validate(t, run, predictions)
+        selected = t.runs[run].method.select_on_validation(pred)
         improved = score > self.best_score
         if improved:
             self.best_score, self.best_epoch = score, t.epoch
         self.last = EpochValidation(t.epoch, t.iteration, pred, metrics, selected, score, improved)
-        heads = r.modalities
-        r.controller.record_validation(
-            ValidationContext(
-                epoch=t.epoch,
-                head_accuracy=np.array([metrics[f"acc/{m}"] for m in heads]),
-                head_val_score=np.array(
-                    [true_class_probability(pred.unimodal_logits[m], pred.labels).mean() for m in heads]
-                ),
-                head_train_score=np.nan_to_num(r.controller.statistics.block_score, nan=0.0),
-                score=score,
-                best_score=self.best_score,
-            )
-        )
+        t.runs[run].controller.record_validation(_context(t, run, pred, metrics, score, self.best_score))
         return self.last
+
+    def probe(self, trainer: TrainingCore, run: int = 0, predictions: Predictions | None = None) -> ValidationContext:
+        """Validate run ``run`` now (a decision point) for its observation only: the kept epoch does not change.
+
+        ``TrainerConfig.validation_context = "decision"`` asks for this before every decision (``fit`` and the
+        environment both do it), so the ``val_*`` features describe the run as it is, not as it was at the
+        last epoch end. ``val_drop`` reads the kept epoch's score minus this one (0 before the first epoch end).
+        """
+        pred, metrics, score = _validate(trainer, run, predictions)
+        context = _context(trainer, run, pred, metrics, score, self.best_score if self.best_epoch > 0 else score)
+        trainer.runs[run].controller.record_validation(context)
+        return context
 
     @property
     def kept_score(self) -> float | None:
@@ -113,3 +111,31 @@ class EpochSelection:
     def restore(self, best_score: float, best_epoch: int) -> None:
         """Continue from a resumed run's best epoch."""
         self.best_score, self.best_epoch = float(best_score), int(best_epoch)
+
+
+def _validate(
+    trainer: TrainingCore, run: int, predictions: Predictions | None
+) -> tuple[Predictions, dict[str, float], float]:
+    """Run ``run``'s validation predictions (``predictions`` if given), their metrics and its selection score."""
+    r = trainer.runs[run]
+    pred = predictions
+    if pred is None:
+        pred, _ = trainer.predict("val", max_samples=r.config.val_max_samples, run=run)
+    metrics = trainer.metrics_of(pred, run=run)
+    return pred, metrics, float(metrics[r.config.selection_metric])
+
+
+def _context(
+    trainer: TrainingCore, run: int, pred: Predictions, metrics: dict[str, float], score: float, best: float
+) -> ValidationContext:
+    """The validation context of run ``run`` from its validation predictions and metrics now."""
+    r = trainer.runs[run]
+    heads = r.modalities
+    return ValidationContext(
+        epoch=trainer.epoch,
+        head_accuracy=np.array([metrics[f"acc/{m}"] for m in heads]),
+        head_val_score=np.array([true_class_probability(pred.unimodal_logits[m], pred.labels).mean() for m in heads]),
+        head_train_score=np.nan_to_num(r.controller.statistics.block_score, nan=0.0),
+        score=score,
+        best_score=best,
+    )

@@ -16,6 +16,9 @@ from mml_backbones.optim import OptimConfig
 from mml_backbones.quantities import QuantityBounds
 from mml_backbones.statistics import StatisticsConfig
 
+#: when the observation's validation features are refreshed (``TrainerConfig.validation_context``)
+VALIDATION_CONTEXTS = ("epoch", "decision")
+
 
 class ScheduleProgress:
     """``done`` and ``progress`` of a run that counts ``iteration`` up to ``total_iterations``."""
@@ -57,6 +60,10 @@ class TrainerConfig:
         observation_features: the features of the observation vector given to learned samplers.
         eval_batch_size: batch size of evaluation passes.
         val_max_samples: evaluate per-epoch validation on a fixed subset of this size (None: whole split).
+        validation_context: when the observation's validation features are refreshed: at every epoch end
+            ("epoch", the pass that picks the kept epoch) or also at every decision ("decision": one more
+            validation pass per decision in ``fit``, free in the environment, which validates every step), so a
+            learned sampler reads a run before its first epoch ends. It never changes which epoch is kept.
         probe: the linear probe used in the final report.
         selection_metric: validation metric that picks the best epoch (fused_acc, macro_f1, map).
         seed: seed of initialisation, data order and noise.
@@ -82,6 +89,7 @@ class TrainerConfig:
     observation_features: tuple[str, ...] = DEFAULT_FEATURES
     eval_batch_size: int = 1024
     val_max_samples: int | None = None
+    validation_context: Literal["epoch", "decision"] = "epoch"
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     selection_metric: Literal["fused_acc", "macro_f1", "map"] = "fused_acc"
     seed: int = 0
@@ -96,6 +104,10 @@ class TrainerConfig:
             raise ConfigError(f"iterations_per_epoch must be >= 1, got {self.iterations_per_epoch}")
         if self.selection_metric not in ("fused_acc", "macro_f1", "map"):
             raise ConfigError(f"selection_metric must be fused_acc, macro_f1 or map, got {self.selection_metric!r}")
+        if self.validation_context not in VALIDATION_CONTEXTS:
+            raise ConfigError(
+                f"validation_context must be one of {VALIDATION_CONTEXTS}, got {self.validation_context!r}"
+            )
         check_features(self.observation_features)
 
     @property

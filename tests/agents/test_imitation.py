@@ -174,3 +174,30 @@ def test_an_unknown_imitation_loss_is_refused():
 
     with pytest.raises(ConfigError, match="unknown imitation loss 'l1'"):
         ImitationConfig(loss="l1")
+
+
+def test_a_generalist_imitated_on_family_v2_reads_and_asks_for_the_decision_context(labelled_set, tmp_path):
+    from agents.evaluation import run_episode
+    from agents.family_eval import evaluate_instances
+    from agents.imitation import family_env
+    from mml_backbones.errors import ConfigError
+    from mml_backbones.trainer import Trainer
+
+    out = tmp_path / "v2"
+    args = ["imitate", "--set", labelled_set, "--seeds", "1", "--rounds", "0", "--epochs", "5", "--out", str(out)]
+    assert main([*args, "--env", "dus_env/DUS-Family-v2"]) == 0
+    demos = pd.read_csv(out / "demonstrations.csv")
+    # before the first epoch end (k = 1: 2 of the 4 iterations an epoch) the validation features are not 0
+    assert (demos.loc[demos["k"] == 1, ["x11", "x12", "x15"]].abs().sum(axis=1) > 0).all()
+    sampler = PolicySampler(out / "policy.zip")
+    assert sampler.metadata["env_id"] == "dus_env/DUS-Family-v2" and sampler.validation_context == "decision"
+    with pytest.raises(ConfigError, match="validation_context='decision'"):
+        run_episode(family_env(labelled_set, "s0"), sampler, seed=1)  # a v1 environment
+    rows = evaluate_instances({"v2": sampler}, labelled_set, "train", [10000], names=["s0"])
+    assert set(rows["sampler"]) == {"uniform", "v2"}  # played in a decision-context environment
+    env = family_env(labelled_set, "s0", "dus_env/DUS-Family-v2")
+    ep = run_episode(env, sampler, 10000)
+    kept = Trainer(env.config.trainer_config(10000), splits=env.splits).fit(sampler, progress=False)
+    assert kept.val["fused_acc"] == ep.selected_val  # fit honours the policy's context: the same run
+    with pytest.raises(ConfigError, match="unknown family environment"):
+        ImitationConfig(env="dus_env/DUS-v1")

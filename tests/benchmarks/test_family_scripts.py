@@ -123,3 +123,48 @@ def test_identifiability_observations_are_logged_and_resumed(tiny_set_data, writ
 
     monkeypatch.setattr(ident, "_episode", refuse)
     assert len(ident.collect(path, [5], csv, workers=1, ks=(1, 2))) == 12
+    # every epoch is 4 iterations, a decision every 2: after one decision only DUS-Family-v2 has validated
+    monkeypatch.undo()
+    v1 = df[df["k"] == 1]
+    v2 = ident.collect(path, [5], tmp_path / "v2.csv", workers=1, ks=(1,), validation_context="decision")
+    assert (v1[["x11", "x12", "x15"]] == 0).all().all() and (v2[["x11", "x12", "x15"]] > 0).all().all()
+
+
+def test_read_first_plays_uniform_for_k_decisions_then_the_share():
+    from benchmarks.read_first import ReadFirst
+    from mml_backbones.observation import DiscrepancyObservation
+
+    def obs(iteration: int) -> DiscrepancyObservation:
+        z = np.zeros(2)
+        return DiscrepancyObservation(("a", "b"), z, z, z, iteration / 8, iteration, 64)
+
+    s = ReadFirst({"a": 16, "b": 112}, 64, k=2)
+    first = [s(obs(i))["a"] for i in range(0, 8, 2)]
+    again = [s(obs(i))["a"] for i in range(0, 8, 2)]  # iteration 0 starts a new episode
+    assert first == again == [64, 64, 16, 16]
+
+
+def test_read_first_bound_copies_references_plays_the_rest_and_resumes(tiny_with_oracles, tmp_path, monkeypatch):
+    import benchmarks.read_first as rf
+    from mml_backbones.errors import ConfigError
+
+    ref = tmp_path / "ref.csv"
+    row = {"instance": "mine", "split": "test", "sampler": "uniform", "seed": 10000, "selected_val": 0.5}
+    pd.DataFrame([row, {**row, "sampler": "heuristic"}]).to_csv(ref, index=False)
+    csv, md = tmp_path / "r.csv", tmp_path / "r.md"
+    args = ["--set", tiny_with_oracles, "--seeds", "10000:2", "--delays", "1", "--references", str(ref)]
+    args += ["--csv", str(csv), "--md", str(md)]
+    rf.main(args)
+    rows = pd.read_csv(csv)
+    assert sorted(rows.groupby("sampler").size().items()) == [("oracle", 2), ("oracle after 1", 2), ("uniform", 2)]
+    assert rows.loc[rows["sampler"] == "uniform", "selected_val"].iloc[0] == 0.5  # copied, not replayed
+    assert "oracle after 1" in md.read_text() and "regret" in md.read_text()
+
+    def refuse(*a, **k):
+        raise AssertionError("played again")
+
+    monkeypatch.setattr("agents.episode_log.play_logged", lambda log, rows, play, jobs, workers: jobs and refuse())
+    rf.main(args)  # every row is on disk
+    assert len(pd.read_csv(csv)) == 6
+    with pytest.raises(ConfigError, match="--delays"):
+        rf.main([*args[:5], "0", *args[6:]])

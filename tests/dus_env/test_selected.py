@@ -111,3 +111,51 @@ def test_fit_gives_a_sampler_the_same_validation_context_and_resumes_it(tmp_path
     resumed = Trainer(replace(config, epochs=3), splits=env.splits)
     resumed.fit(sampler, run_dir=run, resume=True, progress=False)  # extends the run from its epoch-2 checkpoint
     assert resumed.controller.validation is not None and resumed.controller.validation.epoch == 3
+
+
+class _NeedsDecisionContext:
+    """A sampler that asks fit for the decision-time validation context (as a DUS-Family-v2 policy does)."""
+
+    validation_context = "decision"
+
+    def __init__(self) -> None:
+        self.seen: list[np.ndarray] = []
+
+    def __call__(self, o):
+        self.seen.append(o.vector(CONTEXT_FEATURES))
+        return FAVOUR_WEAK
+
+
+def test_decision_context_is_fresh_at_every_decision_in_fit_and_in_the_environment():
+    features = {"observation_features": CONTEXT_FEATURES, "validation_context": "decision"}
+    env = gym.make("dus_env/DUS-Tiny-v1", **features, **OVERFIT).unwrapped
+    sampler = _NeedsDecisionContext()
+    config = env.config.trainer_config(5)
+    epoch_only = Trainer(replace(config, validation_context="epoch"), splits=env.splits)
+    kept = epoch_only.fit(sampler, progress=False)  # the sampler's own request turns the probes on
+    obs, info = env.reset(seed=5)
+    in_env, infos = [obs], [info]
+    while len(in_env) < len(sampler.seen):
+        obs, _, _, _, info = env.step_quantities(FAVOUR_WEAK)
+        in_env.append(obs)
+        infos.append(info)
+    np.testing.assert_allclose(np.array(sampler.seen), np.array(in_env), atol=1e-6)
+    # every decision reads the validation of the run as it is: before the first epoch end too (8 iterations)
+    for obs, info in zip(in_env, infos):
+        assert obs[-6:-4] == pytest.approx([info["val/acc/strong"], info["val/acc/weak"]])
+        assert obs[-2] == pytest.approx(info["val/fused_acc"])
+    # the probes never change the kept epoch: the same score as fit without them
+    plain = Trainer(replace(config, validation_context="epoch"), splits=env.splits).fit(
+        lambda o: FAVOUR_WEAK, progress=False
+    )
+    assert kept.val["fused_acc"] == plain.val["fused_acc"] and kept.best_epoch == plain.best_epoch
+    v2 = gym.make("dus_env/DUS-Family-v2", instance_set="two_modal").unwrapped
+    assert v2.config.trainer.validation_context == "decision"
+
+
+def test_an_unknown_validation_context_is_refused():
+    from mml_backbones.errors import ConfigError
+    from mml_backbones.trainer_config import TrainerConfig
+
+    with pytest.raises(ConfigError, match="validation_context"):
+        TrainerConfig(validation_context="iteration")
