@@ -15,9 +15,10 @@ from mml_backbones.observation import DiscrepancyObservation, feature_bounds
 
 #: the repository's root (the committed policies' paths are relative to it)
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: the instance-set generalist, ``policy:generalist``: ``dus imitate --set two_modal_plus --augment --loss grid_gain``
+#: the instance-set generalist, ``policy:generalist``: ``dus imitate --set two_modal_plus --env dus_env/DUS-Family-v2
+#: --augment --loss grid_gain``
 #: (docs/instances.md)
-COMMITTED_GENERALIST = "benchmarks/results/policies_family/two_modal_plus_imitation_aug_seed0/policy.zip"
+COMMITTED_GENERALIST = "benchmarks/results/policies_family/two_modal_plus_v2_imitation_aug_seed0/policy.zip"
 
 
 class PolicySampler:

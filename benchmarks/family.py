@@ -16,6 +16,9 @@ trained with several agent seeds (run directories ``NAME_seedK``) are grouped: t
 a group's agent seeds on each evaluation seed, and the aggregate table (``agents.family_stats``: normalised
 interquartile mean, mean gain and regret, probability of improvement over the heuristic, each with a stratified
 bootstrap interval) counts each (agent seed, evaluation seed) as a run. ``results/family_scores.png`` draws both.
+
+``--workers N`` plays N instances at once in N processes; ``--baselines heuristic`` (or ``''``) scores fewer
+baselines, e.g. for a selection check on the train instances, where uniform and the oracle are all a regret needs.
 """
 
 from __future__ import annotations
@@ -53,26 +56,70 @@ def by_group(df: pd.DataFrame) -> pd.DataFrame:
     return out.groupby(keys, sort=False).mean(numeric_only=True).reset_index()
 
 
-def main(argv: list[str] | None = None) -> pd.DataFrame:
-    """Score the policies and the references on the split's instances; write the CSV and the report."""
-    import torch
+#: the baselines scored beside the policies (``--baselines`` names fewer)
+BASELINES = ("heuristic", "best train constant", "random")
 
-    from agents.family_eval import (
-        PerInstance,
-        best_train_constant,
-        evaluate_instances,
-        instance_scores,
-        positional_constant,
-        summary,
-    )
-    from agents.family_plot import plot_family
-    from agents.family_stats import aggregate, versus
+
+def score_sections(scores: pd.DataFrame, agg: pd.DataFrame) -> list[str]:
+    """The report's per-instance table, the summary over instances and the aggregates, each after its heading."""
+    from agents.family_eval import summary
+
+    return [
+        scores.round(2).to_markdown(index=False),
+        "Summary over instances:",
+        summary(scores).round(2).to_markdown(),
+        "Aggregates (agents.family_stats; runs = agent seeds x evaluation seeds; stratified bootstrap 95% intervals; "
+        "normalised scores on the instances where the oracle has headroom):",
+        agg.to_markdown(index=False),
+    ]
+
+
+def samplers_for(instance_set: str, policies: list[str], baselines: tuple[str, ...] = BASELINES) -> dict[str, Any]:
+    """Name -> sampler source: the named baselines and each policy file (loaded safely), by its run's name."""
+    from agents.family_eval import PerInstance, best_train_constant, positional_constant
     from agents.oracle import load_oracles
     from agents.policy_sampler import PolicySampler
     from agents.random_sampler import RandomSampler
+
+    out: dict[str, Any] = {}
+    if "heuristic" in baselines:
+        out["heuristic"] = "heuristic:gamma=2,budget=equal"
+    if "best train constant" in baselines:
+        out["best train constant"] = positional_constant(best_train_constant(load_oracles(instance_set))[0])
+    if "random" in baselines:
+        out["random"] = PerInstance(lambda mods, b: RandomSampler(seed=0))
+    for path in policies:
+        out[policy_name(path)] = PolicySampler(path)
+    return out
+
+
+def score_instance(
+    instance_set: str, split: str, seeds: list[int], name: str, todo: list[str], policies: list[str], extra: list[str]
+) -> list[dict[str, Any]]:
+    """One instance's episodes (a worker's job): the samplers in ``todo``; uniform and the oracle if in ``extra``."""
+    import torch
+
+    from agents.family_eval import evaluate_instances
+    from agents.oracle import load_oracles
+
+    torch.set_num_threads(1)
+    samplers = {k: v for k, v in samplers_for(instance_set, policies, tuple(todo)).items() if k in todo}
+    cached = load_oracles(instance_set) if "oracle" in extra else None  # only what is not on record is played
+    part = evaluate_instances(samplers, instance_set, split, seeds, cached, names=[name], uniform="uniform" in extra)
+    return part.to_dict("records")
+
+
+def main(argv: list[str] | None = None) -> pd.DataFrame:
+    """Score the policies and the references on the split's instances; write the CSV and the report."""
+    from agents.episode_log import play_logged
+    from agents.family_eval import best_train_constant, instance_scores
+    from agents.family_plot import plot_family
+    from agents.family_stats import aggregate, versus
+    from agents.oracle import load_oracles
     from benchmarks.report import publish
     from dus_env.family import load_instance_set
     from dus_env.seeds import parse_seed_span
+    from mml_backbones.errors import ConfigError
     from mml_backbones.run_dir import CsvLog
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,36 +127,33 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--set", default="two_modal")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--seeds", default="10000:10", help="START:COUNT (evaluation seeds)")
+    p.add_argument(
+        "--baselines", default=",".join(BASELINES), help=f"comma-separated, of {', '.join(BASELINES)} ('' for none)"
+    )
+    p.add_argument("--workers", type=int, default=1, help="processes, one instance each at a time")
     p.add_argument("--csv", default=str(RESULTS / "family_scores.csv"))
     p.add_argument("--md", default=str(RESULTS / "family_scores.md"))
     p.add_argument("--plot", default=str(RESULTS / "family_scores.png"))
     args = p.parse_args(argv)
-    torch.set_num_threads(1)
     seeds = parse_seed_span(args.seeds)
+    baselines = tuple(b.strip() for b in args.baselines.split(",") if b.strip())
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ConfigError(f"unknown baseline(s) {unknown}; valid: {', '.join(BASELINES)}")
     oracles = load_oracles(args.set)
     best, best_gain = best_train_constant(oracles)
-    samplers: dict[str, Any] = {
-        "heuristic": "heuristic:gamma=2,budget=equal",
-        "best train constant": positional_constant(best),
-        "random": PerInstance(lambda mods, b: RandomSampler(seed=0)),
-    }
-    for path in filter(None, args.policies.split(",")):
-        samplers[policy_name(path)] = PolicySampler(path)
+    policies = [x for x in args.policies.split(",") if x]
+    names = [*baselines, *(policy_name(x) for x in policies)]
     log = CsvLog(Path(args.csv))
     rows = [r for r in log.read() if int(r["seed"]) in seeds and r["split"] == args.split]
     done = {(r["instance"], r["sampler"]) for r in rows}
+    jobs = []
     for name in load_instance_set(args.set).names(args.split):
-        todo = {k: v for k, v in samplers.items() if (name, k) not in done}
-        extra = {n for n in ("uniform", "oracle") if (name, n) not in done}
-        if not todo and not extra:
-            continue
-        cached = oracles if "oracle" in extra else None  # only what is not on record is played
-        part = evaluate_instances(todo, args.set, args.split, seeds, cached, names=[name], uniform="uniform" in extra)
-        for row in part.to_dict("records"):
-            if (name, row["sampler"]) not in done:
-                log.append(row)
-                rows.append(row)
-        done |= {(name, k) for k in [*todo, "uniform", "oracle"]}
+        todo = [k for k in names if (name, k) not in done]
+        extra = [n for n in ("uniform", "oracle") if (name, n) not in done]
+        if todo or extra:
+            jobs.append((args.set, args.split, seeds, name, todo, policies, extra))
+    play_logged(log, rows, score_instance, jobs, args.workers)
     df = pd.DataFrame(rows)
     for c in df.columns:
         if c not in ("instance", "split", "sampler"):
@@ -118,20 +162,16 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     scores = instance_scores(grouped, oracles)
     agg = aggregate(df, oracles)
     policies = [g for g in agg["sampler"] if g not in REFERENCES]
-    vs = [versus(df, g).round(2).to_markdown(index=False) for g in policies]
+    against = policies if "heuristic" in set(df["sampler"]) else []  # a selection check may play no heuristic
+    vs = [versus(df, g).round(2).to_markdown(index=False) for g in against]
     plot_family(df, oracles, args.plot)
     publish(
         args.md,
         f"Instance set {args.set!r}, {args.split} instances, evaluation seeds {seeds[0]}..{seeds[-1]}; kept epoch's "
         f"validation score paired against uniform (points). Best train constant: {'/'.join(map(str, best))} "
         f"(mean gain {best_gain:+.2f} over the train instances' gate seeds).",
-        scores.round(2).to_markdown(index=False),
-        "Summary over instances:",
-        summary(scores).round(2).to_markdown(),
-        "Aggregates (agents.family_stats; runs = agent seeds x evaluation seeds; stratified bootstrap 95% intervals; "
-        "normalised scores on the instances where the oracle has headroom):",
-        agg.to_markdown(index=False),
-        *[f"{g} against the heuristic, per instance (same seeds):\n\n{t}" for g, t in zip(policies, vs)],
+        *score_sections(scores, agg),
+        *[f"{g} against the heuristic, per instance (same seeds):\n\n{t}" for g, t in zip(against, vs)],
         "Mean quantities by modality position:",
         allocations(grouped).to_markdown(),
     )

@@ -86,9 +86,10 @@ def references(path: Path, split: str, seeds: list[int], names: list[str]) -> li
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     """Play (or finish) the read-first bound on a split's instances; write the CSV and the report."""
     from agents.episode_log import numeric_frame, play_logged
-    from agents.family_eval import instance_scores, summary
+    from agents.family_eval import instance_scores
     from agents.family_stats import aggregate
     from agents.oracle import load_oracles
+    from benchmarks.family import score_sections
     from benchmarks.report import publish
     from dus_env.family import load_instance_set
     from dus_env.seeds import parse_seed_span
@@ -140,12 +141,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         args.md,
         f"Instance set {args.set!r}, {args.split} instances, evaluation seeds {seeds[0]}..{seeds[-1]}: the oracle's "
         "share played after k uniform decisions, kept epoch's validation score paired against uniform (points).",
-        scores.round(2).to_markdown(index=False),
-        "Summary over instances:",
-        summary(scores).round(2).to_markdown(),
-        "Aggregates (agents.family_stats; stratified bootstrap 95% intervals; normalised on the instances where "
-        "the oracle has headroom):",
-        agg.to_markdown(index=False),
+        *score_sections(scores, agg),
     )
     return agg
 

@@ -84,6 +84,13 @@ class DUSController:
                 "this sampler observes training progress but total_iterations is not set: progress stays 0",
                 stacklevel=2,
             )
+        if getattr(self.sampler, "validation_context", None) == "decision":
+            warnings.warn(
+                "this policy reads the validation context at every decision (DUS-Family-v2): call "
+                "record_validation(ValidationContext(...)) before each decision, or its val_* features describe the "
+                "last context recorded",
+                stacklevel=2,
+            )
         # blocks of one decision interval: at each decision the latest block is the interval just run
         self.statistics = ModalityStatistics(self.modalities, statistics, block=self.decision_interval)
         self.iteration = 0

@@ -71,6 +71,7 @@ def tiny_with_oracles(tiny_set_data, write_set):
 def test_the_family_benchmark_scores_references_aggregates_and_resumes(tiny_with_oracles, tmp_path, monkeypatch):
     import benchmarks.family as family
     from agents import family_eval
+    from mml_backbones.errors import ConfigError
 
     path = tiny_with_oracles
     files = {"--csv": tmp_path / "s.csv", "--md": tmp_path / "s.md", "--plot": tmp_path / "s.png"}
@@ -88,6 +89,12 @@ def test_the_family_benchmark_scores_references_aggregates_and_resumes(tiny_with
     monkeypatch.setattr(family_eval, "evaluate_instances", refuse)
     family.main(args)  # every row is on disk
     assert len(pd.read_csv(files["--csv"])) == 15
+    monkeypatch.undo()
+    few = ["--set", path, "--seeds", "10000:1", "--baselines", "", "--workers", "2", "--csv", str(tmp_path / "f.csv")]
+    family.main([*few, "--md", str(tmp_path / "f.md"), "--plot", str(tmp_path / "f.png")])
+    assert set(pd.read_csv(tmp_path / "f.csv")["sampler"]) == {"uniform", "oracle"}  # what a regret needs
+    with pytest.raises(ConfigError, match="unknown baseline"):
+        family.main([*few, "--baselines", "heuristic,grid"])
 
 
 def test_downstream_runs_each_test_instance_as_its_set_defines_it(tiny_with_oracles, tmp_path):

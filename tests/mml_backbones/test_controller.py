@@ -8,6 +8,7 @@ import copy
 import io
 import math
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +208,20 @@ def test_learned_policy_for_another_number_of_modalities_is_refused():
     c = DUSController(["x", "y"], sampler=f"policy:{POLICY_2}", batch_size=32, total_iterations=100)
     q = c.quantities()
     assert set(q) == {"x", "y"} and all(1 <= n <= c.max_quantity for n in q.values())
+
+
+def test_a_sampler_that_reads_the_decision_context_warns_a_users_loop():
+    class ReadsEveryDecision:
+        validation_context = "decision"
+
+        def __call__(self, observation):
+            return {m: 32 for m in observation.modalities}
+
+    with pytest.warns(UserWarning, match="record_validation"):
+        DUSController(["x", "y"], sampler=ReadsEveryDecision(), batch_size=32, total_iterations=100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DUSController(["x", "y"], sampler="uniform", batch_size=32, total_iterations=100)
 
 
 def test_controller_imports_nothing_from_the_higher_layers():
