@@ -217,6 +217,9 @@ def resolve_run(args: argparse.Namespace) -> tuple[TrainerConfig, Sampler, str, 
                 f"{spec} was trained with",
                 file=sys.stderr,
             )
+        if getattr(sampler, "validation_context", None) == "decision" and "validation_context" not in given:
+            given["validation_context"] = "decision"  # fit honours the policy either way; config.json says so
+            print(f"validation context refreshed before every decision, as {spec} was trained", file=sys.stderr)
         # the DUS plug-in's unimodal losses come with every sampler but uniform (DESIGN.md); a flag decides too
         given.setdefault("dus_losses", not isinstance(sampler, UniformSampler))
     return trainer_config_from_flags(given, base), sampler, spec, extending

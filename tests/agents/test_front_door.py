@@ -50,6 +50,13 @@ def test_dus_train_runs_a_policy_at_the_interval_it_was_trained_with(trained_ppo
     assert json.loads((run / "config.json").read_text())["trainer"]["decision_interval"] == 4
 
 
+def test_dus_train_runs_the_generalist_with_the_validation_context_it_was_trained_with(tmp_path, capsys):
+    run = tmp_path / "g"
+    assert main(["train", *TINY, "--sampler", "policy:generalist", "--out", str(run)]) == 0
+    assert "validation context refreshed before every decision" in capsys.readouterr().err
+    assert json.loads((run / "config.json").read_text())["trainer"]["validation_context"] == "decision"
+
+
 def test_eval_policy_refuses_a_policy_for_another_modality_count_before_any_episode(trained_ppo, capsys, monkeypatch):
     monkeypatch.setattr(agents.evaluation, "run_episode", lambda *a, **k: pytest.fail("an episode was played"))
     small = 'dataset_options={"preset": "three_modal", "n_train": 128, "n_val": 64, "n_test": 64}'
