@@ -103,7 +103,8 @@ def score_instance(
     from agents.oracle import load_oracles
 
     torch.set_num_threads(1)
-    samplers = {k: v for k, v in samplers_for(instance_set, policies, tuple(todo)).items() if k in todo}
+    wanted = [p for p in policies if policy_name(p) in todo]  # the others are on record for this instance
+    samplers = samplers_for(instance_set, wanted, tuple(todo))
     cached = load_oracles(instance_set) if "oracle" in extra else None  # only what is not on record is played
     part = evaluate_instances(samplers, instance_set, split, seeds, cached, names=[name], uniform="uniform" in extra)
     return part.to_dict("records")

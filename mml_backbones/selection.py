@@ -98,6 +98,10 @@ class EpochSelection:
         environment both do it), so the ``val_*`` features describe the run as it is, not as it was at the
         last epoch end. ``val_drop`` reads the kept epoch's score minus this one (0 before the first epoch end).
         """
+        current = trainer.runs[run].controller.validation
+        just_validated = self.last is not None and self.last.iteration == trainer.iteration
+        if predictions is None and current is not None and just_validated:  # this decision's epoch end recorded it
+            return current
         pred, metrics, score = _validate(trainer, run, predictions)
         context = _context(trainer, run, pred, metrics, score, self.best_score if self.best_epoch > 0 else score)
         trainer.runs[run].controller.record_validation(context)
